@@ -1,0 +1,50 @@
+//! The errors of the plan API, named by meaning. The HTTP edge maps each to one status and one
+//! problem type; nothing else decides a status code.
+
+use crate::id::ObjectId;
+use crate::model::ObjectType;
+use crate::store::{StoreError, StoreErrorKind};
+use crate::validate::Violation;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the document is not a valid plan")]
+    Invalid(Vec<Violation>),
+    #[error("the body's objectId '{body}' differs from the plan id '{path}' in the path")]
+    IdMismatch { path: ObjectId, body: ObjectId },
+    #[error("a plan's objectId cannot change (from '{from}' to '{to}')")]
+    PlanIdChanged { from: ObjectId, to: ObjectId },
+    #[error("invalid query parameters")]
+    InvalidQuery(Vec<Violation>),
+    #[error("{0}")]
+    InvalidPatch(String),
+    #[error("no plan or object has the id '{0}'")]
+    NotFound(ObjectId),
+    #[error("'{id}' is a {} inside plan '{plan_id}'", object_type.as_str())]
+    NestedObject { id: ObjectId, object_type: ObjectType, plan_id: ObjectId },
+    #[error("a plan with the id '{0}' already exists")]
+    PlanExists(ObjectId),
+    #[error("the objectId '{0}' is already used by another plan")]
+    IdTaken(ObjectId),
+    #[error("the patch cannot be applied to the current plan: {0}")]
+    PatchConflict(String),
+    #[error("the plan does not match the request's preconditions")]
+    PreconditionFailed,
+    #[error("this request must be conditional: send If-Match with the plan's current ETag")]
+    PreconditionRequired,
+    #[error("the plan is being changed by many writers at once; retry")]
+    Contended,
+    #[error("the store is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl From<StoreError> for PlanError {
+    fn from(error: StoreError) -> Self {
+        match error.kind {
+            StoreErrorKind::Unavailable => Self::Unavailable(error),
+            StoreErrorKind::Corrupt => Self::Internal(error),
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! The healthcare-plan domain. No HTTP, AWS, Redis or Kafka types: adapters implement the ports
+//! in [`store`], the HTTP edge calls the use cases in [`service`].
+
+pub mod error;
+pub mod etag;
+pub mod id;
+pub mod model;
+pub mod patch;
+pub mod service;
+pub mod store;
+pub mod validate;
+
+pub use error::PlanError;
+pub use etag::{ETag, Preconditions, TagCondition};
+pub use id::ObjectId;
+pub use model::{ObjectType, Plan};
+pub use patch::PlanPatch;
+pub use service::{ListPage, ListQuery, PlanReads, PlanWrites, Read, Representation, WritePolicy, Written};
+pub use validate::{PLAN_SCHEMA, Violation};

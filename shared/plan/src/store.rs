@@ -1,0 +1,131 @@
+//! The storage port. Adapters (Redis, embedded) live in `plan-store` and pass one contract suite.
+//!
+//! Guarantees every adapter gives:
+//! - `commit` and `delete` are atomic per plan and compare-and-set on the plan version;
+//! - versions only grow, across deletes and re-creates of the same plan id;
+//! - an objectId belongs to at most one live plan; `commit` refuses one owned by another plan;
+//! - `plan` is one round trip, `owner` is one lookup, and `page` costs O(limit), never a scan.
+
+use std::fmt;
+
+use async_trait::async_trait;
+
+use crate::etag::ETag;
+use crate::id::ObjectId;
+
+/// A plan as stored: its canonical JSON body, the ETag of that body, and its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPlan {
+    pub id: ObjectId,
+    pub version: u64,
+    pub etag: ETag,
+    pub body: String,
+}
+
+/// What the writer believes the plan is now; the store refuses the write otherwise.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expected {
+    /// No live plan with this id (a deleted one may have existed).
+    Absent,
+    /// The live plan at exactly this version.
+    Version(u64),
+}
+
+/// A whole-plan write: the new canonical body and every objectId in it.
+#[derive(Debug, Clone)]
+pub struct PlanWrite {
+    pub id: ObjectId,
+    pub expected: Expected,
+    pub body: String,
+    pub etag: ETag,
+    pub object_ids: Vec<ObjectId>,
+}
+
+/// A page of plans, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct PlanPage {
+    pub plans: Vec<StoredPlan>,
+    /// Where the next page starts, when there is one.
+    pub next: Option<PageMark>,
+}
+
+/// An adapter's position in the newest-first order of plans. Plans created later get higher
+/// marks, so a page boundary never moves while plans are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PageMark(pub u64);
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("the plan is not at the expected version")]
+    VersionConflict,
+    #[error("objectId '{0}' belongs to another plan")]
+    IdTaken(ObjectId),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A failure of the store itself, with the kind callers branch on and the source for the logs.
+#[derive(Debug, thiserror::Error)]
+#[error("{kind}: {source}")]
+pub struct StoreError {
+    pub kind: StoreErrorKind,
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreErrorKind {
+    /// Unreachable, timed out, or refusing: worth retrying later (503).
+    Unavailable,
+    /// Data that breaks the store's own invariants (500).
+    Corrupt,
+}
+
+impl fmt::Display for StoreErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Unavailable => "store unavailable",
+            Self::Corrupt => "store data corrupt",
+        })
+    }
+}
+
+impl StoreError {
+    pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { kind: StoreErrorKind::Unavailable, source: source.into() }
+    }
+
+    pub fn corrupt(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { kind: StoreErrorKind::Corrupt, source: source.into() }
+    }
+}
+
+/// Reads: what the get-plan and list-plans functions are allowed to do.
+#[async_trait]
+pub trait PlanReader: Send + Sync {
+    /// The live plan with this id, in one round trip.
+    async fn plan(&self, id: &ObjectId) -> Result<Option<StoredPlan>, StoreError>;
+
+    /// The id of the live plan that holds this objectId (the plan's own id included).
+    async fn owner(&self, object_id: &ObjectId) -> Result<Option<ObjectId>, StoreError>;
+
+    /// Up to `limit` plans, newest first, starting after `after`.
+    async fn page(&self, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError>;
+}
+
+/// Writes: what the create, replace, patch and delete functions are allowed to do.
+#[async_trait]
+pub trait PlanWriter: PlanReader {
+    /// Writes a whole plan if it is still as `expected`; returns the new version.
+    async fn commit(&self, write: PlanWrite) -> Result<u64, WriteError>;
+
+    /// Deletes the plan and releases every objectId it held if it is still at `expected`.
+    async fn delete(&self, id: &ObjectId, expected: u64) -> Result<(), WriteError>;
+}
+
+/// A backend that can say whether it is reachable, for `GET /v1/health`.
+#[async_trait]
+pub trait Probe: Send + Sync {
+    fn name(&self) -> &'static str;
+    async fn ping(&self) -> Result<(), StoreError>;
+}
