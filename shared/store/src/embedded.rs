@@ -1,0 +1,151 @@
+//! The in-memory store: one mutex over plain maps. Every operation is atomic because it holds the
+//! lock for its whole duration (and never across an await).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use plan::ObjectId;
+use plan::store::{Expected, PageMark, PlanPage, PlanReader, PlanWrite, PlanWriter, Probe, StoreError, StoredPlan, WriteError};
+
+#[derive(Default)]
+pub struct EmbeddedStore {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Every plan id ever written; a deleted plan keeps its version so versions only grow.
+    plans: HashMap<ObjectId, Slot>,
+    /// objectId -> the live plan that holds it.
+    owners: HashMap<ObjectId, ObjectId>,
+    /// Creation order, newest last.
+    order: BTreeMap<u64, ObjectId>,
+    next_seq: u64,
+}
+
+struct Slot {
+    version: u64,
+    live: Option<Live>,
+}
+
+struct Live {
+    body: String,
+    etag: plan::ETag,
+    seq: u64,
+    object_ids: Vec<ObjectId>,
+}
+
+impl EmbeddedStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave a half-applied write: every mutation below
+        // happens after all checks, so the data is consistent even if poisoned.
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl State {
+    fn stored(&self, id: &ObjectId) -> Option<StoredPlan> {
+        let slot = self.plans.get(id)?;
+        let live = slot.live.as_ref()?;
+        Some(StoredPlan { id: id.clone(), version: slot.version, etag: live.etag.clone(), body: live.body.clone() })
+    }
+}
+
+#[async_trait]
+impl PlanReader for EmbeddedStore {
+    async fn plan(&self, id: &ObjectId) -> Result<Option<StoredPlan>, StoreError> {
+        Ok(self.state().stored(id))
+    }
+
+    async fn owner(&self, object_id: &ObjectId) -> Result<Option<ObjectId>, StoreError> {
+        Ok(self.state().owners.get(object_id).cloned())
+    }
+
+    async fn page(&self, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError> {
+        let state = self.state();
+        let upper = after.map_or(u64::MAX, |mark| mark.0);
+        let mut ids = state.order.range(..upper).rev();
+        let mut plans = Vec::with_capacity(limit);
+        let mut next = None;
+        for (seq, id) in ids.by_ref().take(limit) {
+            plans.extend(state.stored(id));
+            next = Some(PageMark(*seq));
+        }
+        if ids.next().is_none() {
+            next = None;
+        }
+        Ok(PlanPage { plans, next })
+    }
+}
+
+#[async_trait]
+impl PlanWriter for EmbeddedStore {
+    async fn commit(&self, write: PlanWrite) -> Result<u64, WriteError> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let (version, live) = match state.plans.get(&write.id) {
+            Some(slot) => (slot.version, slot.live.as_ref()),
+            None => (0, None),
+        };
+        match (write.expected, live) {
+            (Expected::Absent, None) => {}
+            (Expected::Version(v), Some(_)) if v == version => {}
+            _ => return Err(WriteError::VersionConflict),
+        }
+        if let Some(taken) = write.object_ids.iter().find(|id| state.owners.get(*id).is_some_and(|owner| owner != &write.id)) {
+            return Err(WriteError::IdTaken(taken.clone()));
+        }
+        let seq = match live {
+            Some(live) => {
+                for id in live.object_ids.iter().filter(|id| !write.object_ids.contains(id)) {
+                    state.owners.remove(id);
+                }
+                live.seq
+            }
+            None => {
+                state.next_seq += 1;
+                state.order.insert(state.next_seq, write.id.clone());
+                state.next_seq
+            }
+        };
+        for id in &write.object_ids {
+            state.owners.insert(id.clone(), write.id.clone());
+        }
+        let version = version + 1;
+        let live = Live { body: write.body, etag: write.etag, seq, object_ids: write.object_ids };
+        state.plans.insert(write.id, Slot { version, live: Some(live) });
+        Ok(version)
+    }
+
+    async fn delete(&self, id: &ObjectId, expected: u64) -> Result<(), WriteError> {
+        let mut state = self.state();
+        let state = &mut *state;
+        let slot = state.plans.get_mut(id).filter(|slot| slot.live.is_some() && slot.version == expected);
+        let Some(slot) = slot else { return Err(WriteError::VersionConflict) };
+        if let Some(live) = slot.live.take() {
+            for object_id in &live.object_ids {
+                state.owners.remove(object_id);
+            }
+            state.order.remove(&live.seq);
+        }
+        slot.version += 1;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Probe for EmbeddedStore {
+    fn name(&self) -> &'static str {
+        "store"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        drop(self.state());
+        Ok(())
+    }
+}

@@ -1,0 +1,581 @@
+//! The Redis store (ElastiCache, standalone or cluster mode).
+//!
+//! Keys, all of one plan under one hash tag so each per-plan step is one atomic script in one slot:
+//! - `{p}:plan:{<id>}`      hash: `version`, and while live `body`, `etag`, `seq`
+//! - `{p}:plan:{<id>}:ids`  set: every objectId of the live plan
+//! - `{p}:obj:{<oid>}`      string `<planId>:<version>`: who owns an objectId (`:0` while claimed)
+//! - `{<p>:plans}:order`    sorted set: plan id by creation sequence, for newest-first pages
+//! - `{<p>:plans}:seq`      counter for that sequence
+//!
+//! A write claims its objectIds first (a claim is owned by the plan and expires unless the commit
+//! confirms it), then commits the plan with one compare-and-set script, then confirms its claims
+//! and releases the ids it dropped. A crash between those steps leaves either claims that expire
+//! or stale owner entries that the plan's own id set shows to be stale; a reader always trusts the
+//! plan, never the owner entry alone.
+
+use std::future::Future;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use plan::store::{Expected, PageMark, PlanPage, PlanReader, PlanWrite, PlanWriter, Probe, StoreError, StoredPlan, WriteError};
+use plan::{ETag, ObjectId};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use futures_util::future::try_join_all;
+use tokio::sync::OnceCell;
+
+/// How long an unconfirmed objectId claim lives: far longer than any write's own deadline.
+const CLAIM_LEASE_MS: u64 = 30_000;
+
+/// Connection settings, from the environment via the HTTP crate's config.
+#[derive(Clone)]
+pub struct RedisConfig {
+    /// One `redis://` or `rediss://` URL, or several for a cluster's seed nodes.
+    pub urls: Vec<String>,
+    /// Cluster mode (ElastiCache cluster mode enabled); implied by more than one URL.
+    pub cluster: bool,
+    /// Prefix of every key, so several deployments or test runs can share one Redis.
+    pub key_prefix: String,
+    /// Upper bound for one store operation, reconnects included.
+    pub op_timeout: Duration,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // URLs may carry a password: never print them.
+        f.debug_struct("RedisConfig")
+            .field("urls", &format_args!("[{} redacted]", self.urls.len()))
+            .field("cluster", &self.cluster)
+            .field("key_prefix", &self.key_prefix)
+            .field("op_timeout", &self.op_timeout)
+            .finish()
+    }
+}
+
+pub struct RedisStore {
+    conn: Connection,
+    keys: Keys,
+    op_timeout: Duration,
+}
+
+impl RedisStore {
+    /// Builds the client without connecting: a cold start succeeds while Redis is down, and the
+    /// first request that needs Redis answers 503 instead.
+    pub fn new(config: &RedisConfig) -> Result<Self, StoreError> {
+        let connect_timeout = config.op_timeout.mul_f32(0.4);
+        let response_timeout = config.op_timeout.mul_f32(0.6);
+        let conn = if config.cluster || config.urls.len() > 1 {
+            let client = ClusterClient::builder(config.urls.clone())
+                .connection_timeout(connect_timeout)
+                .response_timeout(response_timeout)
+                .retries(1)
+                .build()
+                .map_err(StoreError::unavailable)?;
+            Connection::Cluster { client, conn: Arc::new(OnceCell::new()) }
+        } else {
+            let url = config.urls.first().ok_or_else(|| StoreError::unavailable("no Redis URL"))?;
+            let client = redis::Client::open(url.as_str()).map_err(StoreError::unavailable)?;
+            let manager_config = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(connect_timeout))
+                .set_response_timeout(Some(response_timeout))
+                .set_number_of_retries(1)
+                .set_max_delay(Duration::from_millis(100));
+            let manager = ConnectionManager::new_lazy_with_config(client, manager_config).map_err(StoreError::unavailable)?;
+            Connection::Single(manager)
+        };
+        Ok(Self { conn, keys: Keys { prefix: config.key_prefix.clone() }, op_timeout: config.op_timeout })
+    }
+
+    /// Runs one store operation under the deadline, on a handle to the shared connection.
+    async fn with_conn<T, F, Fut>(&self, op: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(Conn) -> Fut,
+        Fut: Future<Output = Result<T, RedisError>>,
+    {
+        let work = async {
+            let conn = self.conn.handle().await?;
+            op(conn).await
+        };
+        match tokio::time::timeout(self.op_timeout, work).await {
+            Ok(result) => result.map_err(store_error),
+            Err(_) => Err(StoreError::unavailable(format!("Redis did not answer within {:?}", self.op_timeout))),
+        }
+    }
+
+    /// Claims every objectId for `plan`, or names one that another plan holds.
+    async fn claim_all(&self, plan: &ObjectId, ids: &[ObjectId]) -> Result<(), WriteError> {
+        let outcomes = self
+            .with_conn(|conn| {
+                let calls = ids.iter().map(move |id| {
+                    let mut conn = conn.clone();
+                    let key = self.keys.owner(id);
+                    async move {
+                        let reply: Vec<Value> =
+                            CLAIM.key(key).arg(plan.as_str()).arg(CLAIM_LEASE_MS).invoke_async(&mut conn).await?;
+                        Ok::<_, RedisError>(Claim::from_reply(&reply))
+                    }
+                });
+                try_join_all(calls)
+            })
+            .await?;
+        for (id, outcome) in ids.iter().zip(outcomes) {
+            match outcome {
+                Claim::Ours => {}
+                Claim::Held { owner_value, pending } => self.take_over_if_stale(plan, id, &owner_value, pending).await?,
+                Claim::Unknown => return Err(StoreError::corrupt(format!("unexpected claim reply for {id}")).into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Another plan's entry for `id`: a conflict if that plan holds the id or is claiming it right
+    /// now; a stale leftover (its plan no longer lists the id) is taken over.
+    async fn take_over_if_stale(&self, plan: &ObjectId, id: &ObjectId, owner_value: &str, pending: bool) -> Result<(), WriteError> {
+        let taken = || WriteError::IdTaken(id.clone());
+        let (owner, _) = split_owner(owner_value).ok_or_else(taken)?;
+        if pending {
+            return Err(taken());
+        }
+        let owner = ObjectId::parse(owner).map_err(|_| taken())?;
+        let ids_key = self.keys.plan_ids(&owner);
+        let still_held: bool = self
+            .with_conn(|mut conn| async move { redis::cmd("SISMEMBER").arg(ids_key).arg(id.as_str()).query_async(&mut conn).await })
+            .await?;
+        if still_held {
+            return Err(taken());
+        }
+        let owner_key = self.keys.owner(id);
+        let replaced: i64 = self
+            .with_conn(|mut conn| async move {
+                TAKE_OVER.key(owner_key).arg(owner_value).arg(plan.as_str()).arg(CLAIM_LEASE_MS).invoke_async(&mut conn).await
+            })
+            .await?;
+        if replaced == 1 {
+            tracing::warn!(object_id = %id, previous = owner_value, "took over a stale objectId entry");
+            Ok(())
+        } else {
+            Err(taken())
+        }
+    }
+
+    /// After a commit at `version`: confirm the claims of the ids the plan holds, release those it
+    /// dropped. Failures here are logged, not returned: the write is already committed, and a
+    /// reader trusts the plan over the owner entries.
+    async fn settle_owners(&self, plan: &ObjectId, version: u64, held: &[ObjectId], dropped: &[String]) {
+        let result = self
+            .with_conn(|conn| {
+                let release_conn = conn.clone();
+                let confirms = held.iter().map(move |id| {
+                    let mut conn = conn.clone();
+                    let key = self.keys.owner(id);
+                    async move {
+                        let ok: i64 = CONFIRM.key(key).arg(plan.as_str()).arg(version).invoke_async(&mut conn).await?;
+                        if ok == 0 {
+                            tracing::error!(object_id = %id, plan = %plan, "objectId entry belongs to another plan after commit");
+                        }
+                        Ok::<_, RedisError>(())
+                    }
+                });
+                let releases = dropped.iter().map(move |id| {
+                    let mut conn = release_conn.clone();
+                    let key = self.keys.owner_raw(id);
+                    async move { RELEASE.key(key).arg(plan.as_str()).arg(version).invoke_async::<i64>(&mut conn).await.map(drop) }
+                });
+                async move {
+                    try_join_all(confirms).await?;
+                    try_join_all(releases).await?;
+                    Ok(())
+                }
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(%plan, %error, "could not settle objectId entries after commit; readers fall back to the plan");
+        }
+    }
+}
+
+#[async_trait]
+impl PlanReader for RedisStore {
+    async fn plan(&self, id: &ObjectId) -> Result<Option<StoredPlan>, StoreError> {
+        let key = self.keys.plan(id);
+        let (version, body, etag): (Option<u64>, Option<String>, Option<String>) = self
+            .with_conn(|mut conn| async move { redis::cmd("HMGET").arg(key).arg("version").arg("body").arg("etag").query_async(&mut conn).await })
+            .await?;
+        stored_plan(id.clone(), version, body, etag)
+    }
+
+    async fn owner(&self, object_id: &ObjectId) -> Result<Option<ObjectId>, StoreError> {
+        let key = self.keys.owner(object_id);
+        let value: Option<String> = self.with_conn(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }).await?;
+        Ok(value.as_deref().and_then(split_owner).and_then(|(plan, _)| ObjectId::parse(plan).ok()))
+    }
+
+    async fn page(&self, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError> {
+        let order = self.keys.order();
+        let max = after.map_or_else(|| "+inf".to_owned(), |mark| format!("({}", mark.0));
+        let entries: Vec<(String, u64)> = self
+            .with_conn(|mut conn| async move {
+                redis::cmd("ZRANGE")
+                    .arg(order)
+                    .arg(max)
+                    .arg("-inf")
+                    .arg("BYSCORE")
+                    .arg("REV")
+                    .arg("LIMIT")
+                    .arg(0)
+                    .arg(limit + 1)
+                    .arg("WITHSCORES")
+                    .query_async(&mut conn)
+                    .await
+            })
+            .await?;
+        let more = entries.len() > limit;
+        let entries = &entries[..entries.len().min(limit)];
+        let ids: Vec<ObjectId> = entries.iter().filter_map(|(id, _)| ObjectId::parse(id).ok()).collect();
+        let rows: Vec<(Option<u64>, Option<String>, Option<String>)> = self
+            .with_conn(|conn| {
+                try_join_all(ids.iter().map(move |id| {
+                    let mut conn = conn.clone();
+                    let key = self.keys.plan(id);
+                    async move { redis::cmd("HMGET").arg(key).arg("version").arg("body").arg("etag").query_async(&mut conn).await }
+                }))
+            })
+            .await?;
+        let mut plans = Vec::with_capacity(rows.len());
+        for (id, (version, body, etag)) in ids.into_iter().zip(rows) {
+            // A plan deleted since the range was read is simply not on the page.
+            plans.extend(stored_plan(id, version, body, etag)?);
+        }
+        let next = if more { entries.last().map(|(_, seq)| PageMark(*seq)) } else { None };
+        Ok(PlanPage { plans, next })
+    }
+}
+
+#[async_trait]
+impl PlanWriter for RedisStore {
+    async fn commit(&self, write: PlanWrite) -> Result<u64, WriteError> {
+        let seq = match write.expected {
+            Expected::Absent => {
+                let key = self.keys.seq();
+                let seq: u64 = self.with_conn(|mut conn| async move { redis::cmd("INCR").arg(key).query_async(&mut conn).await }).await?;
+                seq.to_string()
+            }
+            Expected::Version(_) => String::new(),
+        };
+        self.claim_all(&write.id, &write.object_ids).await?;
+
+        let expected = match write.expected {
+            Expected::Absent => "absent".to_owned(),
+            Expected::Version(v) => v.to_string(),
+        };
+        let (plan_key, ids_key) = (self.keys.plan(&write.id), self.keys.plan_ids(&write.id));
+        let reply: Vec<Value> = self
+            .with_conn(|mut conn| {
+                let mut invocation = COMMIT.key(plan_key);
+                invocation.key(ids_key).arg(&expected).arg(&write.body).arg(write.etag.to_string()).arg(&seq);
+                for id in &write.object_ids {
+                    invocation.arg(id.as_str());
+                }
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
+        let (version, dropped) = versioned_ids(&reply)?;
+        if version == 0 {
+            return Err(WriteError::VersionConflict);
+        }
+        if let Expected::Absent = write.expected {
+            let (order, id) = (self.keys.order(), write.id.as_str());
+            let added: Result<i64, _> =
+                self.with_conn(|mut conn| async move { redis::cmd("ZADD").arg(order).arg(&seq).arg(id).query_async(&mut conn).await }).await;
+            if let Err(error) = added {
+                tracing::warn!(plan = %write.id, %error, "committed plan not yet in the listing order");
+            }
+        }
+        self.settle_owners(&write.id, version, &write.object_ids, &dropped).await;
+        Ok(version)
+    }
+
+    async fn delete(&self, id: &ObjectId, expected: u64) -> Result<(), WriteError> {
+        let (plan_key, ids_key) = (self.keys.plan(id), self.keys.plan_ids(id));
+        let reply: Vec<Value> = self
+            .with_conn(|mut conn| async move { DELETE.key(plan_key).key(ids_key).arg(expected).invoke_async(&mut conn).await })
+            .await?;
+        let (tombstone_version, released) = versioned_ids(&reply)?;
+        if tombstone_version == 0 {
+            return Err(WriteError::VersionConflict);
+        }
+        let (order, member) = (self.keys.order(), id.as_str());
+        let removed: Result<i64, _> =
+            self.with_conn(|mut conn| async move { redis::cmd("ZREM").arg(order).arg(member).query_async(&mut conn).await }).await;
+        if let Err(error) = removed {
+            tracing::warn!(plan = %id, %error, "deleted plan still in the listing order; pages skip it");
+        }
+        self.settle_owners(id, tombstone_version, &[], &released).await;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Probe for RedisStore {
+    fn name(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let pong: String = self.with_conn(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await }).await?;
+        if pong == "PONG" { Ok(()) } else { Err(StoreError::unavailable(format!("PING answered {pong:?}"))) }
+    }
+}
+
+fn stored_plan(id: ObjectId, version: Option<u64>, body: Option<String>, etag: Option<String>) -> Result<Option<StoredPlan>, StoreError> {
+    let (Some(version), Some(body), Some(etag)) = (version, body, etag) else { return Ok(None) };
+    let etag = ETag::parse(&etag).map_err(|_| StoreError::corrupt(format!("stored ETag of {id} is malformed")))?;
+    Ok(Some(StoredPlan { id, version, etag, body }))
+}
+
+/// `{version, id, id, ...}` as the commit and delete scripts answer; version 0 is a conflict.
+fn versioned_ids(reply: &[Value]) -> Result<(u64, Vec<String>), StoreError> {
+    let bad = || StoreError::corrupt("unexpected script reply");
+    let (first, rest) = reply.split_first().ok_or_else(bad)?;
+    let version = match first {
+        Value::Int(v) => u64::try_from(*v).map_err(|_| bad())?,
+        _ => return Err(bad()),
+    };
+    let ids = rest.iter().map(|v| redis::from_redis_value_ref::<String>(v).map_err(|_| bad())).collect::<Result<_, _>>()?;
+    Ok((version, ids))
+}
+
+/// `<planId>:<version>` -> (planId, version)
+fn split_owner(value: &str) -> Option<(&str, u64)> {
+    let (plan, version) = value.rsplit_once(':')?;
+    Some((plan, version.parse().ok()?))
+}
+
+enum Claim {
+    Ours,
+    Held { owner_value: String, pending: bool },
+    Unknown,
+}
+
+impl Claim {
+    fn from_reply(reply: &[Value]) -> Self {
+        let text = |v: &Value| redis::from_redis_value_ref::<String>(v).ok();
+        match reply {
+            [status] if text(status).as_deref() == Some("ours") => Self::Ours,
+            [status, owner, ttl] if text(status).as_deref() == Some("held") => match (text(owner), ttl) {
+                (Some(owner_value), Value::Int(ttl)) => Self::Held { owner_value, pending: *ttl > 0 },
+                _ => Self::Unknown,
+            },
+            _ => Self::Unknown,
+        }
+    }
+}
+
+fn store_error(error: RedisError) -> StoreError {
+    match error.kind() {
+        redis::ErrorKind::UnexpectedReturnType | redis::ErrorKind::Parse => StoreError::corrupt(error),
+        _ => StoreError::unavailable(error),
+    }
+}
+
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn plan(&self, id: &ObjectId) -> String {
+        format!("{}:plan:{{{id}}}", self.prefix)
+    }
+
+    fn plan_ids(&self, id: &ObjectId) -> String {
+        format!("{}:plan:{{{id}}}:ids", self.prefix)
+    }
+
+    fn owner(&self, id: &ObjectId) -> String {
+        self.owner_raw(id.as_str())
+    }
+
+    /// Ids read back from our own scripts were ObjectIds when written.
+    fn owner_raw(&self, id: &str) -> String {
+        format!("{}:obj:{{{id}}}", self.prefix)
+    }
+
+    fn order(&self) -> String {
+        format!("{{{}:plans}}:order", self.prefix)
+    }
+
+    fn seq(&self) -> String {
+        format!("{{{}:plans}}:seq", self.prefix)
+    }
+}
+
+/// The shared connection: a reconnecting multiplexed connection, or a cluster connection that is
+/// made on first use (so a cold start never waits for, or fails on, an unreachable cluster).
+enum Connection {
+    Single(ConnectionManager),
+    Cluster { client: ClusterClient, conn: Arc<OnceCell<ClusterConnection>> },
+}
+
+impl Connection {
+    async fn handle(&self) -> Result<Conn, RedisError> {
+        match self {
+            Self::Single(manager) => Ok(Conn::Single(manager.clone())),
+            Self::Cluster { client, conn } => {
+                let conn = conn.get_or_try_init(|| client.get_async_connection()).await?;
+                Ok(Conn::Cluster(conn.clone()))
+            }
+        }
+    }
+}
+
+/// A cheap clone of the shared connection; commands from clones share one multiplexed socket.
+#[derive(Clone)]
+enum Conn {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Self::Single(c) => c.req_packed_command(cmd),
+            Self::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(&'a mut self, pipeline: &'a Pipeline, offset: usize, count: usize) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Self::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Self::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Self::Single(c) => c.get_db(),
+            Self::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+/// KEYS: owner entry. ARGV: plan id, lease ms.
+/// Answers {"ours"} (claimed now, or already this plan's) or {"held", value, pttl}.
+static CLAIM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local value = redis.call('GET', KEYS[1])
+if not value then
+  redis.call('SET', KEYS[1], ARGV[1] .. ':0', 'PX', ARGV[2])
+  return {'ours'}
+end
+if string.sub(value, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+  return {'ours'}
+end
+return {'held', value, redis.call('PTTL', KEYS[1])}
+",
+    )
+});
+
+/// KEYS: owner entry. ARGV: the stale value seen, new plan id, lease ms. Compare-and-set.
+static TAKE_OVER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2] .. ':0', 'PX', ARGV[3])
+  return 1
+end
+return 0
+",
+    )
+});
+
+/// KEYS: owner entry. ARGV: plan id, committed version. Makes the entry permanent at this
+/// version unless another plan holds it or a later version of this plan already confirmed it.
+static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local value = redis.call('GET', KEYS[1])
+if value then
+  local plan, version = string.match(value, '^(.*):(%d+)$')
+  if plan ~= ARGV[1] then return 0 end
+  if tonumber(version) > tonumber(ARGV[2]) then return 1 end
+end
+redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS: owner entry. ARGV: plan id, the version that dropped the id. Deletes the entry only if
+/// an earlier confirmed version of this plan holds it (never a pending claim, never a later one).
+static RELEASE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local value = redis.call('GET', KEYS[1])
+if not value then return 0 end
+local plan, version = string.match(value, '^(.*):(%d+)$')
+version = tonumber(version)
+if plan == ARGV[1] and version > 0 and version < tonumber(ARGV[2]) then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+",
+    )
+});
+
+/// KEYS: plan hash, plan id set. ARGV: expected ('absent' or a version), body, etag, creation
+/// sequence ('' keeps the current one), then every objectId of the new plan.
+/// Answers {new version, dropped ids...} or {0} when the plan is not as expected.
+static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('HMGET', KEYS[1], 'version', 'body')
+local version = tonumber(current[1]) or 0
+local live = current[2] ~= false
+if ARGV[1] == 'absent' then
+  if live then return {0} end
+elseif not live or version ~= tonumber(ARGV[1]) then
+  return {0}
+end
+local new_version = version + 1
+redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'seq', ARGV[4]) end
+local keep = {}
+for i = 5, #ARGV do keep[ARGV[i]] = true end
+local answer = {new_version}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if not keep[id] then table.insert(answer, id) end
+end
+redis.call('DEL', KEYS[2])
+-- SADD in chunks: unpack() is limited by the Lua stack.
+local chunk = {}
+for i = 5, #ARGV do
+  table.insert(chunk, ARGV[i])
+  if #chunk == 500 then redis.call('SADD', KEYS[2], unpack(chunk)); chunk = {} end
+end
+if #chunk > 0 then redis.call('SADD', KEYS[2], unpack(chunk)) end
+return answer
+",
+    )
+});
+
+/// KEYS: plan hash, plan id set. ARGV: expected version. Leaves a tombstone holding the version,
+/// so a re-created plan continues the sequence. Answers {tombstone version, released ids...} or {0}.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local current = redis.call('HMGET', KEYS[1], 'version', 'body')
+local version = tonumber(current[1]) or 0
+if current[2] == false or version ~= tonumber(ARGV[1]) then return {0} end
+redis.call('HSET', KEYS[1], 'version', version + 1)
+redis.call('HDEL', KEYS[1], 'body', 'etag', 'seq')
+local answer = {version + 1}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(answer, id) end
+redis.call('DEL', KEYS[2])
+return answer
+",
+    )
+});

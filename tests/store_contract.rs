@@ -1,0 +1,209 @@
+//! The store contract: every adapter (embedded, Redis, Redis Cluster) must pass every case.
+
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+use plan::store::{Expected, PageMark, PlanWriter, WriteError};
+use plan_e2e::{id, plan_service, redis_cluster_store, redis_store, tag, unique_plan, write_of};
+use plan_store::EmbeddedStore;
+use serde_json::{Value, json};
+
+type Store = Arc<dyn PlanWriter>;
+
+mod cases {
+    use super::*;
+
+    pub async fn create_then_read(store: Store) {
+        let doc = unique_plan(&tag());
+        let write = write_of(doc.clone(), Expected::Absent);
+        assert_eq!(store.commit(write.clone()).await.unwrap(), 1);
+        let stored = store.plan(&write.id).await.unwrap().expect("stored");
+        assert_eq!((stored.version, &stored.etag, &stored.body), (1, &write.etag, &write.body));
+        for object_id in &write.object_ids {
+            assert_eq!(store.owner(object_id).await.unwrap().as_ref(), Some(&write.id), "{object_id}");
+        }
+        assert_eq!(store.plan(&id("never-written")).await.unwrap(), None);
+        assert_eq!(store.owner(&id("never-written")).await.unwrap(), None);
+    }
+
+    pub async fn create_is_refused_when_the_plan_exists(store: Store) {
+        let write = write_of(unique_plan(&tag()), Expected::Absent);
+        store.commit(write.clone()).await.unwrap();
+        assert!(matches!(store.commit(write.clone()).await, Err(WriteError::VersionConflict)));
+        assert_eq!(store.plan(&write.id).await.unwrap().unwrap().version, 1);
+    }
+
+    pub async fn replace_is_compare_and_set_on_the_version(store: Store) {
+        let mut doc = unique_plan(&tag());
+        let first = write_of(doc.clone(), Expected::Absent);
+        store.commit(first.clone()).await.unwrap();
+        doc["planType"] = json!("outOfNetwork");
+        assert!(matches!(store.commit(write_of(doc.clone(), Expected::Version(7))).await, Err(WriteError::VersionConflict)));
+        assert!(matches!(store.commit(write_of(doc.clone(), Expected::Absent)).await, Err(WriteError::VersionConflict)));
+        assert_eq!(store.commit(write_of(doc.clone(), Expected::Version(1))).await.unwrap(), 2);
+        let stored = store.plan(&first.id).await.unwrap().unwrap();
+        assert_eq!(stored.version, 2);
+        assert!(stored.body.contains("outOfNetwork"));
+    }
+
+    pub async fn dropped_ids_are_released_and_new_ids_owned(store: Store) {
+        let t = tag();
+        let mut doc = unique_plan(&t);
+        let write = write_of(doc.clone(), Expected::Absent);
+        store.commit(write.clone()).await.unwrap();
+        let dropped = id(doc["linkedPlanServices"][1]["objectId"].as_str().unwrap());
+        doc["linkedPlanServices"].as_array_mut().unwrap().remove(1);
+        doc["linkedPlanServices"].as_array_mut().unwrap().push(plan_service(&format!("new-{t}"), "dental", 5));
+        store.commit(write_of(doc, Expected::Version(1))).await.unwrap();
+        assert_eq!(store.owner(&dropped).await.unwrap(), None);
+        assert_eq!(store.owner(&id(&format!("ps-new-{t}"))).await.unwrap(), Some(write.id.clone()));
+        // The released id is free for another plan.
+        let mut other = unique_plan(&tag());
+        other["linkedPlanServices"][0]["objectId"] = json!(dropped.as_str());
+        let other = write_of(other, Expected::Absent);
+        store.commit(other.clone()).await.unwrap();
+        assert_eq!(store.owner(&dropped).await.unwrap(), Some(other.id));
+    }
+
+    pub async fn an_id_of_another_plan_is_refused_and_nothing_changes(store: Store) {
+        let first = unique_plan(&tag());
+        let first_write = write_of(first.clone(), Expected::Absent);
+        store.commit(first_write.clone()).await.unwrap();
+        let stolen = first["linkedPlanServices"][0]["linkedService"]["objectId"].as_str().unwrap().to_owned();
+        let mut second = unique_plan(&tag());
+        second["linkedPlanServices"][1]["linkedService"]["objectId"] = json!(stolen);
+        let second_write = write_of(second, Expected::Absent);
+        match store.commit(second_write.clone()).await {
+            Err(WriteError::IdTaken(taken)) => assert_eq!(taken.as_str(), stolen),
+            other => panic!("expected IdTaken, got {other:?}"),
+        }
+        assert_eq!(store.plan(&second_write.id).await.unwrap(), None);
+        assert_eq!(store.owner(&id(&stolen)).await.unwrap(), Some(first_write.id.clone()));
+        assert_eq!(store.plan(&first_write.id).await.unwrap().unwrap().body, first_write.body);
+        // A plan id that is another plan's nested id is refused too.
+        let mut third = unique_plan(&tag());
+        third["objectId"] = json!(stolen);
+        assert!(matches!(store.commit(write_of(third, Expected::Absent)).await, Err(WriteError::IdTaken(_))));
+    }
+
+    pub async fn delete_cascades_and_versions_keep_growing(store: Store) {
+        let write = write_of(unique_plan(&tag()), Expected::Absent);
+        store.commit(write.clone()).await.unwrap();
+        assert!(matches!(store.delete(&write.id, 2).await, Err(WriteError::VersionConflict)));
+        store.delete(&write.id, 1).await.unwrap();
+        assert_eq!(store.plan(&write.id).await.unwrap(), None);
+        for object_id in &write.object_ids {
+            assert_eq!(store.owner(object_id).await.unwrap(), None, "{object_id}");
+        }
+        assert!(matches!(store.delete(&write.id, 2).await, Err(WriteError::VersionConflict)), "already deleted");
+        // Re-created, the plan continues its version sequence: 1 (create), 2 (delete), 3.
+        assert_eq!(store.commit(write.clone()).await.unwrap(), 3);
+        assert!(matches!(store.commit(write_of(serde_json::from_str(&write.body).unwrap(), Expected::Version(2))).await, Err(WriteError::VersionConflict)));
+    }
+
+    pub async fn pages_are_newest_first_and_stable_while_plans_are_written(store: Store) {
+        let mut created = Vec::new();
+        for _ in 0..7 {
+            let write = write_of(unique_plan(&tag()), Expected::Absent);
+            store.commit(write.clone()).await.unwrap();
+            created.push(write.id);
+        }
+        let ids = |page: &plan::store::PlanPage| page.plans.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
+        // Each test has its own key prefix (or store), so these 7 are all the plans there are.
+        let first = store.page(None, 2).await.unwrap();
+        assert_eq!(ids(&first), [created[6].clone(), created[5].clone()]);
+        // A plan created now belongs before the first page; a deleted one drops out; nothing shifts.
+        store.commit(write_of(unique_plan(&tag()), Expected::Absent)).await.unwrap();
+        store.delete(&created[3], 1).await.unwrap();
+        let second = store.page(first.next, 2).await.unwrap();
+        assert_eq!(ids(&second), [created[4].clone(), created[2].clone()]);
+        let third = store.page(second.next, 2).await.unwrap();
+        assert_eq!(ids(&third), [created[1].clone(), created[0].clone()]);
+        assert_eq!(third.next, None, "the last page has no cursor");
+        assert!(store.page(Some(PageMark(0)), 3).await.unwrap().plans.is_empty());
+    }
+
+    pub async fn concurrent_writers_of_one_version_have_one_winner(store: Store) {
+        let doc = unique_plan(&tag());
+        let write = write_of(doc.clone(), Expected::Absent);
+        store.commit(write.clone()).await.unwrap();
+        let attempts = (0..16).map(|i| {
+            let store = store.clone();
+            let mut doc = doc.clone();
+            doc["planType"] = json!(format!("type-{i}"));
+            async move { store.commit(write_of(doc, Expected::Version(1))).await }
+        });
+        let results = join_all(attempts).await;
+        let winners = results.iter().filter(|r| r.is_ok()).count();
+        assert_eq!(winners, 1, "{results:?}");
+        assert!(results.iter().all(|r| matches!(r, Ok(2) | Err(WriteError::VersionConflict))));
+        assert_eq!(store.plan(&write.id).await.unwrap().unwrap().version, 2);
+    }
+
+    pub async fn concurrent_plans_claiming_one_id_have_one_winner(store: Store) {
+        let shared = format!("shared-{}", tag());
+        let attempts = (0..8).map(|_| {
+            let store = store.clone();
+            let mut doc = unique_plan(&tag());
+            doc["linkedPlanServices"][0]["objectId"] = json!(shared);
+            async move { store.commit(write_of(doc, Expected::Absent)).await }
+        });
+        let results = join_all(attempts).await;
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        assert!(results.iter().all(|r| r.is_ok() || matches!(r, Err(WriteError::IdTaken(_)))));
+    }
+
+    pub async fn large_plans_are_written_whole(store: Store) {
+        let t = tag();
+        let mut doc = unique_plan(&t);
+        let services: Vec<Value> = (0..400).map(|i| plan_service(&format!("{t}-{i}"), "bulk", i)).collect();
+        doc["linkedPlanServices"] = Value::Array(services);
+        let write = write_of(doc, Expected::Absent);
+        assert_eq!(write.object_ids.len(), 2 + 3 * 400);
+        store.commit(write.clone()).await.unwrap();
+        assert_eq!(store.plan(&write.id).await.unwrap().unwrap().body, write.body);
+        assert_eq!(store.owner(&id(&format!("svc-{t}-399"))).await.unwrap(), Some(write.id));
+    }
+
+    pub async fn probe_answers(store: Store) {
+        // Reachability is checked through the reader path: an empty page is a successful round trip.
+        store.page(Some(PageMark(0)), 1).await.unwrap();
+    }
+}
+
+macro_rules! contract {
+    ($backend:ident, $make:expr, [$($case:ident),* $(,)?]) => {
+        mod $backend {
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(store) = $make else { return };
+                    cases::$case(store).await;
+                }
+            )*
+        }
+    };
+}
+
+macro_rules! all_cases {
+    ($backend:ident, $make:expr) => {
+        contract!($backend, $make, [
+            create_then_read,
+            create_is_refused_when_the_plan_exists,
+            replace_is_compare_and_set_on_the_version,
+            dropped_ids_are_released_and_new_ids_owned,
+            an_id_of_another_plan_is_refused_and_nothing_changes,
+            delete_cascades_and_versions_keep_growing,
+            pages_are_newest_first_and_stable_while_plans_are_written,
+            concurrent_writers_of_one_version_have_one_winner,
+            concurrent_plans_claiming_one_id_have_one_winner,
+            large_plans_are_written_whole,
+            probe_answers,
+        ]);
+    };
+}
+
+all_cases!(embedded, Some(Arc::new(EmbeddedStore::new()) as Store));
+all_cases!(redis, redis_store().map(|s| s as Store));
+all_cases!(redis_cluster, redis_cluster_store().map(|s| s as Store));
