@@ -1,1 +1,8 @@
-fn main() {}
+//! Lambda function for `DELETE /v1/plan/{id}`.
+
+use plan_http::Endpoint;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    plan_http::lambda::run(Endpoint::DeletePlan).await
+}

@@ -141,7 +141,7 @@ impl PlanWriter for EmbeddedStore {
 #[async_trait]
 impl Probe for EmbeddedStore {
     fn name(&self) -> &'static str {
-        "store"
+        "embedded-store"
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

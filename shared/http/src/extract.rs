@@ -1,0 +1,127 @@
+//! Extractors: every piece of a request is parsed here into domain types, and every failure is an
+//! [`ApiError`] (so it answers in the API's own problem format, never axum's plain text).
+
+use axum::body::{Body, Bytes};
+use axum::extract::{FromRequest, FromRequestParts, Path, Request};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderName, header};
+use plan::{ObjectId, PlanPatch, Preconditions, TagCondition};
+use serde_json::Value;
+
+use crate::problem::ApiError;
+
+/// The largest body accepted (413 above it).
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// The `{id}` path segment, parsed as an objectId.
+pub struct PathId(pub ObjectId);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let Path(raw) = Path::<String>::from_request_parts(parts, state).await.map_err(|_| ApiError::InvalidId(String::new()))?;
+        ObjectId::parse(&raw).map(PathId).map_err(|_| ApiError::InvalidId(raw.chars().take(140).collect()))
+    }
+}
+
+/// If-Match and If-None-Match, parsed.
+pub struct Conditions(pub Preconditions);
+
+impl<S: Send + Sync> FromRequestParts<S> for Conditions {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Conditions(Preconditions {
+            if_match: tag_condition(&parts.headers, header::IF_MATCH, "If-Match")?,
+            if_none_match: tag_condition(&parts.headers, header::IF_NONE_MATCH, "If-None-Match")?,
+        }))
+    }
+}
+
+fn tag_condition(headers: &HeaderMap, name: HeaderName, label: &'static str) -> Result<Option<TagCondition>, ApiError> {
+    let mut lines = headers.get_all(name).iter().peekable();
+    if lines.peek().is_none() {
+        return Ok(None);
+    }
+    let lines: Vec<&str> = lines.map(|v| v.to_str()).collect::<Result<_, _>>().map_err(|_| ApiError::InvalidHeader(label))?;
+    TagCondition::parse(lines).map(Some).map_err(|_| ApiError::InvalidHeader(label))
+}
+
+/// An `application/json` body, at most [`MAX_BODY_BYTES`], parsed (not yet validated).
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        match media_type(request.headers()).as_deref() {
+            Some("application/json") => {}
+            _ => return Err(ApiError::UnsupportedMediaType { expected: "Content-Type: application/json", patch: false }),
+        }
+        parse_json(&read_body(request.into_body()).await?).map(JsonBody)
+    }
+}
+
+/// A PATCH body: a merge patch (`application/merge-patch+json` or `application/json`) or a JSON
+/// Patch (`application/json-patch+json`).
+pub struct PatchBody(pub PlanPatch);
+
+impl<S: Send + Sync> FromRequest<S> for PatchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, _state: &S) -> Result<Self, Self::Rejection> {
+        let media_type = media_type(request.headers());
+        let json_patch = match media_type.as_deref() {
+            Some("application/json" | "application/merge-patch+json") => false,
+            Some("application/json-patch+json") => true,
+            _ => {
+                return Err(ApiError::UnsupportedMediaType {
+                    expected: "application/merge-patch+json, application/json-patch+json or application/json",
+                    patch: true,
+                });
+            }
+        };
+        let document = parse_json(&read_body(request.into_body()).await?)?;
+        let patch = if json_patch { PlanPatch::json_patch(document) } else { PlanPatch::merge(document) };
+        patch.map(PatchBody).map_err(|e| ApiError::Plan(plan::PlanError::InvalidPatch(e.to_string())))
+    }
+}
+
+/// The media type without parameters, lower-cased (`Application/JSON; charset=utf-8` -> `application/json`).
+fn media_type(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get(header::CONTENT_TYPE)?.to_str().ok()?;
+    Some(value.split(';').next()?.trim().to_ascii_lowercase())
+}
+
+async fn read_body(body: Body) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
+        if error.into_inner().is::<http_body_util::LengthLimitError>() {
+            ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
+        } else {
+            ApiError::UnreadableBody
+        }
+    })
+}
+
+fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| ApiError::MalformedJson(e.to_string()))
+}
+
+/// The `limit` and `cursor` query parameters of `GET /v1/plan`, validated.
+pub struct ListParams(pub plan::ListQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for ListParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            limit: Option<String>,
+            cursor: Option<String>,
+        }
+        let invalid = |e: String| plan::PlanError::InvalidQuery(vec![plan::Violation::new("", e)]);
+        let axum::extract::Query(raw) = axum::extract::Query::<Raw>::try_from_uri(&parts.uri).map_err(|e| invalid(e.body_text()))?;
+        Ok(ListParams(plan::ListQuery::parse(raw.limit.as_deref(), raw.cursor.as_deref())?))
+    }
+}

@@ -1,0 +1,183 @@
+//! RFC 9457 problem documents. The error enum is the API contract: each variant has one status and
+//! one problem type, decided in `ApiError::problem` and nowhere else.
+//!
+//! Handlers return a [`Problem`] as a response *extension*; the `render_problems` middleware then
+//! writes the document with the request's path and request id, which the handler need not know.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use plan::{PlanError, Violation};
+use serde::Serialize;
+
+/// Base of every problem `type` URI; they identify, they are not meant to be fetched.
+pub const PROBLEM_BASE: &str = "https://healthplan.dev/problems/";
+
+/// An error as the client will see it, before the request-specific members are added.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    pub status: StatusCode,
+    pub slug: &'static str,
+    pub title: &'static str,
+    pub detail: String,
+    pub violations: Vec<Violation>,
+    /// `Allow` for 405, `Retry-After` for 503, `Accept-Patch` for 415 on PATCH.
+    pub headers: Vec<(header::HeaderName, HeaderValue)>,
+}
+
+impl Problem {
+    pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
+        Self { status, slug, title, detail: detail.into(), violations: Vec::new(), headers: Vec::new() }
+    }
+
+    pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
+        self.violations = violations;
+        self
+    }
+
+    pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {
+        self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    pub fn method_not_allowed(allow: HeaderValue) -> Self {
+        let mut problem =
+            Self::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this path does not support this method; see Allow");
+        problem.headers.push((header::ALLOW, allow));
+        problem
+    }
+
+    pub fn route_not_found() -> Self {
+        Self::new(StatusCode::NOT_FOUND, "route-not-found", "No such route", "no route matches this path; the API lives under /v1")
+    }
+
+    /// The full document for one request.
+    pub fn document(&self, instance: &str, request_id: &str) -> ProblemDocument<'_> {
+        ProblemDocument {
+            kind: format!("{PROBLEM_BASE}{}", self.slug),
+            title: self.title,
+            status: self.status.as_u16(),
+            detail: &self.detail,
+            instance: instance.to_owned(),
+            request_id: request_id.to_owned(),
+            violations: &self.violations,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ProblemDocument<'a> {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub title: &'static str,
+    pub status: u16,
+    pub detail: &'a str,
+    pub instance: String,
+    #[serde(rename = "requestId")]
+    pub request_id: String,
+    #[serde(skip_serializing_if = "<[_]>::is_empty")]
+    pub violations: &'a [Violation],
+}
+
+impl IntoResponse for Problem {
+    fn into_response(self) -> Response {
+        let mut response = self.status.into_response();
+        for (name, value) in &self.headers {
+            response.headers_mut().insert(name.clone(), value.clone());
+        }
+        response.extensions_mut().insert(self);
+        response
+    }
+}
+
+/// Every way a request can fail: the domain's errors and the edge's own.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    #[error("the body is larger than {limit} bytes")]
+    PayloadTooLarge { limit: usize },
+    #[error("could not read the request body")]
+    UnreadableBody,
+    #[error("unsupported content type; send {expected}")]
+    UnsupportedMediaType { expected: &'static str, patch: bool },
+    #[error("'{0}' is not a valid objectId (1 to 128 letters, digits, '.', '_' or '-')")]
+    InvalidId(String),
+    #[error("the {0} header is not a valid entity-tag list")]
+    InvalidHeader(&'static str),
+}
+
+impl ApiError {
+    pub fn problem(&self) -> Problem {
+        use StatusCode as S;
+        let detail = self.to_string();
+        match self {
+            Self::Plan(error) => plan_problem(error),
+            Self::MalformedJson(_) => Problem::new(S::BAD_REQUEST, "malformed-json", "Malformed JSON", detail),
+            Self::PayloadTooLarge { .. } => Problem::new(S::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large", detail),
+            Self::UnreadableBody => Problem::new(S::BAD_REQUEST, "unreadable-body", "Unreadable body", detail),
+            Self::UnsupportedMediaType { patch, .. } => {
+                let problem = Problem::new(S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", detail);
+                if *patch {
+                    problem.with_header(
+                        header::HeaderName::from_static("accept-patch"),
+                        "application/merge-patch+json, application/json-patch+json, application/json",
+                    )
+                } else {
+                    problem
+                }
+            }
+            Self::InvalidId(_) => Problem::new(S::BAD_REQUEST, "invalid-id", "Invalid objectId", detail),
+            Self::InvalidHeader(_) => Problem::new(S::BAD_REQUEST, "invalid-header", "Invalid header", detail),
+        }
+    }
+}
+
+fn plan_problem(error: &PlanError) -> Problem {
+    use StatusCode as S;
+    let detail = error.to_string();
+    match error {
+        PlanError::Invalid(violations) => {
+            let detail = format!("the document is not a valid plan: {} violation(s), listed in 'violations'", violations.len());
+            Problem::new(S::BAD_REQUEST, "validation-failed", "Invalid plan", detail).with_violations(violations.clone())
+        }
+        PlanError::InvalidQuery(violations) => {
+            Problem::new(S::BAD_REQUEST, "invalid-query", "Invalid query parameters", detail).with_violations(violations.clone())
+        }
+        PlanError::IdMismatch { .. } => Problem::new(S::BAD_REQUEST, "id-mismatch", "objectId does not match the path", detail),
+        PlanError::PlanIdChanged { .. } => Problem::new(S::BAD_REQUEST, "plan-id-changed", "A plan's objectId cannot change", detail),
+        PlanError::InvalidPatch(_) => Problem::new(S::BAD_REQUEST, "invalid-patch", "Invalid patch document", detail),
+        PlanError::NotFound(_) => Problem::new(S::NOT_FOUND, "not-found", "Not found", detail),
+        PlanError::NestedObject { plan_id, .. } => {
+            let detail = format!(
+                "{detail}: only a whole plan is replaced or deleted here. To remove or change this object, PATCH /v1/plan/{plan_id} \
+                 (for example a JSON Patch 'remove' of its path, with Content-Type: application/json-patch+json)"
+            );
+            Problem::new(S::METHOD_NOT_ALLOWED, "nested-object", "Not a plan", detail).with_header(header::ALLOW, "GET, HEAD")
+        }
+        PlanError::PlanExists(_) => Problem::new(S::CONFLICT, "plan-exists", "Plan already exists", detail),
+        PlanError::IdTaken(_) => Problem::new(S::CONFLICT, "object-id-taken", "objectId already in use", detail),
+        PlanError::PatchConflict(_) => Problem::new(S::CONFLICT, "patch-conflict", "Patch does not apply", detail),
+        PlanError::PreconditionFailed => Problem::new(S::PRECONDITION_FAILED, "precondition-failed", "Precondition failed", detail),
+        PlanError::PreconditionRequired => Problem::new(S::PRECONDITION_REQUIRED, "precondition-required", "Precondition required", detail),
+        PlanError::Contended => {
+            Problem::new(S::SERVICE_UNAVAILABLE, "contended", "Too many concurrent writers", detail).with_header(header::RETRY_AFTER, "1")
+        }
+        PlanError::Unavailable(source) => {
+            tracing::warn!(error = %source, "store unavailable");
+            Problem::new(S::SERVICE_UNAVAILABLE, "store-unavailable", "Service unavailable", "the plan store is unavailable; retry shortly")
+                .with_header(header::RETRY_AFTER, "1")
+        }
+        PlanError::Internal(source) => {
+            tracing::error!(error = %source, "internal error");
+            Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred; it has been logged")
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.problem().into_response()
+    }
+}

@@ -1,0 +1,213 @@
+//! Every endpoint of the API, each a function of its own on Lambda and one route of the local
+//! server. [`Endpoint`] is the single list both read, and that the template test checks.
+
+use std::sync::Arc;
+use std::sync::LazyLock;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use futures_util::future::join_all;
+use plan::store::Probe;
+use plan::{ETag, ListPage, PlanReads, PlanWrites, Read, Representation};
+use serde_json::json;
+use serde_json::value::RawValue;
+
+use crate::backends::Backends;
+use crate::extract::{Conditions, JsonBody, ListParams, PatchBody, PathId};
+use crate::problem::ApiError;
+
+/// One route of the API, served by one Lambda function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endpoint {
+    CreatePlan,
+    ListPlans,
+    GetPlan,
+    PutPlan,
+    PatchPlan,
+    DeletePlan,
+    Health,
+    GetSchema,
+}
+
+impl Endpoint {
+    pub const ALL: [Endpoint; 8] = [
+        Self::CreatePlan,
+        Self::ListPlans,
+        Self::GetPlan,
+        Self::PutPlan,
+        Self::PatchPlan,
+        Self::DeletePlan,
+        Self::Health,
+        Self::GetSchema,
+    ];
+
+    pub fn method(self) -> Method {
+        match self {
+            Self::CreatePlan => Method::POST,
+            Self::ListPlans | Self::GetPlan | Self::Health | Self::GetSchema => Method::GET,
+            Self::PutPlan => Method::PUT,
+            Self::PatchPlan => Method::PATCH,
+            Self::DeletePlan => Method::DELETE,
+        }
+    }
+
+    /// The path, in the `{param}` syntax that axum, API Gateway and SAM share.
+    pub fn path(self) -> &'static str {
+        match self {
+            Self::CreatePlan | Self::ListPlans => "/v1/plan",
+            Self::GetPlan | Self::PutPlan | Self::PatchPlan | Self::DeletePlan => "/v1/plan/{id}",
+            Self::Health => "/v1/health",
+            Self::GetSchema => "/v1/schema/plan",
+        }
+    }
+
+    /// The function crate (and binary) that serves this endpoint on Lambda.
+    pub fn function(self) -> &'static str {
+        match self {
+            Self::CreatePlan => "create-plan",
+            Self::ListPlans => "list-plans",
+            Self::GetPlan => "get-plan",
+            Self::PutPlan => "put-plan",
+            Self::PatchPlan => "patch-plan",
+            Self::DeletePlan => "delete-plan",
+            Self::Health => "health",
+            Self::GetSchema => "get-schema",
+        }
+    }
+
+    /// This endpoint alone, with only the backends it needs.
+    pub fn route(self, backends: &Backends) -> Router {
+        let filter = MethodFilter::try_from(self.method()).unwrap_or(MethodFilter::GET);
+        let path = self.path();
+        let route = match self {
+            Self::CreatePlan => on(filter, create_plan).with_state(backends.writes()),
+            Self::ListPlans => on(filter, list_plans).with_state(backends.reads()),
+            Self::GetPlan => on(filter, get_plan).with_state(backends.reads()),
+            Self::PutPlan => on(filter, put_plan).with_state(backends.writes()),
+            Self::PatchPlan => on(filter, patch_plan).with_state(backends.writes()),
+            Self::DeletePlan => on(filter, delete_plan).with_state(backends.writes()),
+            Self::Health => on(filter, health).with_state(Arc::new(backends.probes())),
+            Self::GetSchema => on(filter, get_schema),
+        };
+        Router::new().route(path, route)
+    }
+}
+
+async fn create_plan(State(writes): State<PlanWrites>, JsonBody(document): JsonBody) -> Result<Response, ApiError> {
+    let plan = writes.create(document).await?;
+    Ok(plan_response(StatusCode::CREATED, plan))
+}
+
+async fn list_plans(State(reads): State<PlanReads>, ListParams(query): ListParams) -> Result<Response, ApiError> {
+    let page = reads.list(query).await?;
+    Ok(list_response(page))
+}
+
+async fn get_plan(State(reads): State<PlanReads>, PathId(id): PathId, Conditions(conditions): Conditions) -> Result<Response, ApiError> {
+    let read = reads.get(&id, &conditions).await?;
+    Ok(match read {
+        Read::Found(representation) => plan_response(StatusCode::OK, representation),
+        Read::NotModified(etag) => not_modified(&etag),
+    })
+}
+
+async fn put_plan(
+    State(writes): State<PlanWrites>,
+    PathId(id): PathId,
+    Conditions(conditions): Conditions,
+    JsonBody(document): JsonBody,
+) -> Result<Response, ApiError> {
+    let written = writes.replace(&id, document, &conditions).await?;
+    let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok(plan_response(status, written.plan))
+}
+
+async fn patch_plan(
+    State(writes): State<PlanWrites>,
+    PathId(id): PathId,
+    Conditions(conditions): Conditions,
+    PatchBody(patch): PatchBody,
+) -> Result<Response, ApiError> {
+    let plan = writes.patch(&id, &patch, &conditions).await?;
+    Ok(plan_response(StatusCode::OK, plan))
+}
+
+async fn delete_plan(State(writes): State<PlanWrites>, PathId(id): PathId, Conditions(conditions): Conditions) -> Result<StatusCode, ApiError> {
+    writes.delete(&id, &conditions).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn health(State(probes): State<Arc<Vec<Arc<dyn Probe>>>>) -> Response {
+    let checks = join_all(probes.iter().map(|probe| async move {
+        let started = Instant::now();
+        let result = probe.ping().await;
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        if let Err(error) = &result {
+            tracing::warn!(backend = probe.name(), %error, "health check failed");
+        }
+        (probe.name().to_owned(), json!({"status": if result.is_ok() { "up" } else { "down" }, "latencyMs": (latency_ms * 10.0).round() / 10.0}))
+    }))
+    .await;
+    let healthy = checks.iter().all(|(_, check)| check["status"] == "up");
+    let body = json!({
+        "status": if healthy { "ok" } else { "unavailable" },
+        "backends": checks.into_iter().collect::<serde_json::Map<_, _>>(),
+    });
+    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    (status, [(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response()
+}
+
+static SCHEMA_ETAG: LazyLock<ETag> = LazyLock::new(|| ETag::of(plan::PLAN_SCHEMA.as_bytes()));
+
+async fn get_schema(Conditions(conditions): Conditions) -> Response {
+    if conditions.for_read(&SCHEMA_ETAG) == plan::etag::ReadOutcome::NotModified {
+        return not_modified(&SCHEMA_ETAG);
+    }
+    let headers = [(header::CONTENT_TYPE, "application/schema+json"), (header::CACHE_CONTROL, "public, max-age=300")];
+    let mut response = (headers, plan::PLAN_SCHEMA).into_response();
+    insert_etag(&mut response, &SCHEMA_ETAG);
+    response
+}
+
+/// A plan or object: its JSON as stored, its ETag, the plan version, and Location when created.
+fn plan_response(status: StatusCode, representation: Representation) -> Response {
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "private, no-cache")], representation.body)
+        .into_response();
+    insert_etag(&mut response, &representation.etag);
+    response.headers_mut().insert("x-plan-version", HeaderValue::from(representation.version));
+    if status == StatusCode::CREATED {
+        if let Ok(location) = HeaderValue::from_str(&format!("/v1/plan/{}", representation.plan_id)) {
+            response.headers_mut().insert(header::LOCATION, location);
+        }
+    }
+    response
+}
+
+fn not_modified(etag: &ETag) -> Response {
+    let mut response = StatusCode::NOT_MODIFIED.into_response();
+    insert_etag(&mut response, etag);
+    response
+}
+
+fn insert_etag(response: &mut Response, etag: &ETag) {
+    if let Ok(value) = HeaderValue::from_str(&etag.to_string()) {
+        response.headers_mut().insert(header::ETAG, value);
+    }
+}
+
+/// `{"items": [...], "nextCursor": "..."}`, the stored plans embedded as they are (no re-parse).
+fn list_response(page: ListPage) -> Response {
+    #[derive(serde::Serialize)]
+    struct Body {
+        items: Vec<Box<RawValue>>,
+        #[serde(rename = "nextCursor", skip_serializing_if = "Option::is_none")]
+        next_cursor: Option<String>,
+    }
+    let items = page.plans.into_iter().filter_map(|plan| RawValue::from_string(plan.body).ok()).collect();
+    let body = Body { items, next_cursor: page.next_cursor };
+    ([(header::CACHE_CONTROL, "private, no-cache")], axum::Json(body)).into_response()
+}
