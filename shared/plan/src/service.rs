@@ -186,24 +186,26 @@ impl PlanWrites {
         if &plan.object_id != id {
             return Err(PlanError::IdMismatch { path: id.clone(), body: plan.object_id });
         }
-        self.read_modify_write(id, preconditions, |_| Ok(plan.clone())).await
+        self.read_modify_write(id, preconditions, IfAbsent::Create, |_| Ok(plan.clone())).await
     }
 
     /// `PATCH /v1/plan/{id}`: applies the patch to the current plan and validates the result.
     pub async fn patch(&self, id: &ObjectId, patch: &PlanPatch, preconditions: &Preconditions) -> Result<Representation, PlanError> {
         let written = self
-            .read_modify_write(id, preconditions, |current| {
+            .read_modify_write(id, preconditions, IfAbsent::NotFound, |current| {
                 let current = current.ok_or_else(|| PlanError::NotFound(id.clone()))?;
                 let document: Value = serde_json::from_str(&current.body).map_err(corrupt)?;
                 let patched = patch.apply(&document).map_err(|e| match e {
                     PatchError::NotApplicable(detail) => PlanError::PatchConflict(detail),
                     other => PlanError::InvalidPatch(other.to_string()),
                 })?;
-                let plan = parse_plan(patched).map_err(PlanError::Invalid)?;
-                if &plan.object_id != id {
-                    return Err(PlanError::PlanIdChanged { from: id.clone(), to: plan.object_id });
+                // Checked before the schema: a merge patch with another root objectId replaces
+                // the whole document, and "the id cannot change" is the useful answer.
+                if let Some(to) = patched.get("objectId").and_then(Value::as_str).filter(|to| *to != id.as_str()) {
+                    let to = ObjectId::parse(to).map_err(|_| PlanError::Invalid(vec![Violation::new("/objectId", "not a valid objectId")]))?;
+                    return Err(PlanError::PlanIdChanged { from: id.clone(), to });
                 }
-                Ok(plan)
+                parse_plan(patched).map_err(PlanError::Invalid)
             })
             .await?;
         Ok(written.plan)
@@ -249,10 +251,14 @@ impl PlanWrites {
         &self,
         id: &ObjectId,
         preconditions: &Preconditions,
+        if_absent: IfAbsent,
         next: impl Fn(Option<&StoredPlan>) -> Result<Plan, PlanError>,
     ) -> Result<Written, PlanError> {
         for attempt in 0..MAX_ATTEMPTS {
             let current = self.current_or_absent(id).await?;
+            if current.is_none() && if_absent == IfAbsent::NotFound {
+                return Err(PlanError::NotFound(id.clone()));
+            }
             self.check(preconditions, current.as_ref().map(|c| &c.etag))?;
             let plan = next(current.as_ref())?;
             let expected = match &current {
@@ -273,11 +279,16 @@ impl PlanWrites {
     }
 
     /// Preconditions, and the rule that a write to an existing plan must be conditional.
+    /// A failed precondition (412) wins over a missing one (428), so `If-None-Match: *` on an
+    /// existing plan says "exists" rather than "send If-Match".
     fn check(&self, preconditions: &Preconditions, current: Option<&ETag>) -> Result<(), PlanError> {
+        if !preconditions.allow_write(current) {
+            return Err(PlanError::PreconditionFailed);
+        }
         if current.is_some() && self.policy.require_if_match && preconditions.if_match.is_none() {
             return Err(PlanError::PreconditionRequired);
         }
-        if preconditions.allow_write(current) { Ok(()) } else { Err(PlanError::PreconditionFailed) }
+        Ok(())
     }
 
     /// One compare-and-set write. A version conflict comes back as `Contended` for the caller's
@@ -299,6 +310,13 @@ impl PlanWrites {
             Err(WriteError::Store(e)) => Err(e.into()),
         }
     }
+}
+
+/// What a read-modify-write does when the plan does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IfAbsent {
+    Create,
+    NotFound,
 }
 
 fn decode(stored: &StoredPlan) -> Result<Plan, PlanError> {
