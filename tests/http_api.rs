@@ -32,7 +32,8 @@ mod cases {
     pub async fn create_refuses_bad_input_and_changes_nothing(app: TestApp) {
         let plan = unique_plan(&tag());
         let id = id_of(&plan);
-        let malformed = app.request(Method::POST, "/v1/plan").header("content-type", "application/json").body("{\"objectId\": ").send().await.unwrap();
+        let malformed =
+            app.request(Method::POST, "/v1/plan").header("content-type", "application/json").body("{\"objectId\": ").send().await.unwrap();
         expect_problem(malformed, 400, "malformed-json").await;
         let text = app.request(Method::POST, "/v1/plan").header("content-type", "text/plain").body(plan.to_string()).send().await.unwrap();
         expect_problem(text, 415, "unsupported-media-type").await;
@@ -173,14 +174,16 @@ mod cases {
 
         // The same PUT again changes nothing: same ETag, no new version.
         let again = app.put(&id, &plan, Some(&new_etag)).await;
-        assert_eq!((again.status().as_u16(), header(&again, "etag"), header(&again, "x-plan-version")), (200, new_etag.clone(), "2".into()));
+        assert_eq!(
+            (again.status().as_u16(), header(&again, "etag"), header(&again, "x-plan-version")),
+            (200, new_etag.clone(), "2".into())
+        );
 
         // If-None-Match: * is create-only.
         let fresh = unique_plan(&tag());
         let fresh_id = id_of(&fresh);
-        let create_only = |body: &Value| {
-            app.request(Method::PUT, &format!("/v1/plan/{fresh_id}")).header("if-none-match", "*").json(body).send()
-        };
+        let create_only =
+            |body: &Value| app.request(Method::PUT, &format!("/v1/plan/{fresh_id}")).header("if-none-match", "*").json(body).send();
         let created = create_only(&fresh).await.unwrap();
         assert_eq!(created.status(), 201);
         assert_eq!(header(&created, "location"), format!("/v1/plan/{fresh_id}"));
@@ -244,7 +247,8 @@ mod cases {
         ]);
         let failing = json!([{"op": "test", "path": "/planType", "value": "nope"}]);
         expect_problem(app.patch(&id, "application/json-patch+json", &failing, Some(&etag)).await, 409, "patch-conflict").await;
-        expect_problem(app.patch(&id, "application/json-patch+json", &json!({"op": "remove"}), Some(&etag)).await, 400, "invalid-patch").await;
+        expect_problem(app.patch(&id, "application/json-patch+json", &json!({"op": "remove"}), Some(&etag)).await, 400, "invalid-patch")
+            .await;
         let response = app.patch(&id, "application/json-patch+json", &patch, Some(&etag)).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.json::<Value>().await.unwrap()["linkedPlanServices"].as_array().unwrap().len(), 1);
@@ -325,28 +329,35 @@ macro_rules! http_cases {
 
 macro_rules! all_cases {
     ($backend:ident, $spawn:expr) => {
-        http_cases!($backend, $spawn, [
-            create_answers_201_with_location_etag_and_the_stored_plan,
-            create_refuses_bad_input_and_changes_nothing,
-            create_refuses_ids_that_exist,
-            get_finds_nested_objects_and_honours_if_none_match,
-            list_pages_newest_first_with_a_cursor,
-            put_replaces_drops_objects_and_checks_preconditions,
-            merge_patch_merges_by_object_id,
-            json_patch_removes_a_linked_plan_service,
-            delete_cascades_and_refuses_nested_ids,
-            unknown_routes_and_methods_are_problems,
-            schema_and_health_are_served,
-            request_ids_are_echoed,
-        ]);
+        http_cases!(
+            $backend,
+            $spawn,
+            [
+                create_answers_201_with_location_etag_and_the_stored_plan,
+                create_refuses_bad_input_and_changes_nothing,
+                create_refuses_ids_that_exist,
+                get_finds_nested_objects_and_honours_if_none_match,
+                list_pages_newest_first_with_a_cursor,
+                put_replaces_drops_objects_and_checks_preconditions,
+                merge_patch_merges_by_object_id,
+                json_patch_removes_a_linked_plan_service,
+                delete_cascades_and_refuses_nested_ids,
+                unknown_routes_and_methods_are_problems,
+                schema_and_health_are_served,
+                request_ids_are_echoed,
+            ]
+        );
     };
 }
 
 all_cases!(embedded, Some(spawn_embedded(WritePolicy::default()).await));
-all_cases!(redis, (match redis_store() {
-    Some(store) => Some(spawn_on(store, WritePolicy::default()).await),
-    None => None,
-}));
+all_cases!(
+    redis,
+    (match redis_store() {
+        Some(store) => Some(spawn_on(store, WritePolicy::default()).await),
+        None => None,
+    })
+);
 
 #[tokio::test]
 async fn if_match_is_optional_when_the_deployment_says_so() {

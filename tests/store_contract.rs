@@ -98,7 +98,10 @@ mod cases {
         assert!(matches!(store.delete(&write.id, 2).await, Err(WriteError::VersionConflict)), "already deleted");
         // Re-created, the plan continues its version sequence: 1 (create), 2 (delete), 3.
         assert_eq!(store.commit(write.clone()).await.unwrap(), 3);
-        assert!(matches!(store.commit(write_of(serde_json::from_str(&write.body).unwrap(), Expected::Version(2))).await, Err(WriteError::VersionConflict)));
+        assert!(matches!(
+            store.commit(write_of(serde_json::from_str(&write.body).unwrap(), Expected::Version(2))).await,
+            Err(WriteError::VersionConflict)
+        ));
     }
 
     pub async fn pages_are_newest_first_and_stable_while_plans_are_written(store: Store) {
@@ -188,19 +191,23 @@ macro_rules! contract {
 
 macro_rules! all_cases {
     ($backend:ident, $make:expr) => {
-        contract!($backend, $make, [
-            create_then_read,
-            create_is_refused_when_the_plan_exists,
-            replace_is_compare_and_set_on_the_version,
-            dropped_ids_are_released_and_new_ids_owned,
-            an_id_of_another_plan_is_refused_and_nothing_changes,
-            delete_cascades_and_versions_keep_growing,
-            pages_are_newest_first_and_stable_while_plans_are_written,
-            concurrent_writers_of_one_version_have_one_winner,
-            concurrent_plans_claiming_one_id_have_one_winner,
-            large_plans_are_written_whole,
-            probe_answers,
-        ]);
+        contract!(
+            $backend,
+            $make,
+            [
+                create_then_read,
+                create_is_refused_when_the_plan_exists,
+                replace_is_compare_and_set_on_the_version,
+                dropped_ids_are_released_and_new_ids_owned,
+                an_id_of_another_plan_is_refused_and_nothing_changes,
+                delete_cascades_and_versions_keep_growing,
+                pages_are_newest_first_and_stable_while_plans_are_written,
+                concurrent_writers_of_one_version_have_one_winner,
+                concurrent_plans_claiming_one_id_have_one_winner,
+                large_plans_are_written_whole,
+                probe_answers,
+            ]
+        );
     };
 }
 

@@ -55,10 +55,9 @@ impl Config {
         let require_if_match = parse_or(var("REQUIRE_IF_MATCH"), true, "REQUIRE_IF_MATCH", "true or false", &mut problems, parse_bool);
         let host = parse_or(var("HOST"), IpAddr::from([127, 0, 0, 1]), "HOST", "an IP address", &mut problems, |v| v.parse().ok());
         let port = parse_or(var("PORT"), 3000, "PORT", "a port number", &mut problems, |v| v.parse().ok());
-        let timeout_ms =
-            parse_or(var("REDIS_TIMEOUT_MS"), 1500, "REDIS_TIMEOUT_MS", "milliseconds from 50 to 10000", &mut problems, |v| {
-                v.parse::<u64>().ok().filter(|ms| (50..=10_000).contains(ms))
-            });
+        let timeout_ms = parse_or(var("REDIS_TIMEOUT_MS"), 1500, "REDIS_TIMEOUT_MS", "milliseconds from 50 to 10000", &mut problems, |v| {
+            v.parse::<u64>().ok().filter(|ms| (50..=10_000).contains(ms))
+        });
         let cluster = parse_or(var("REDIS_CLUSTER"), false, "REDIS_CLUSTER", "true or false", &mut problems, parse_bool);
         let key_prefix = var("REDIS_KEY_PREFIX").unwrap_or("hp").to_owned();
         if !key_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
@@ -96,7 +95,14 @@ fn parse_bool(raw: &str) -> Option<bool> {
     }
 }
 
-fn parse_or<T>(raw: Option<&str>, default: T, name: &str, expected: &str, problems: &mut Vec<String>, parse: impl Fn(&str) -> Option<T>) -> T {
+fn parse_or<T>(
+    raw: Option<&str>,
+    default: T,
+    name: &str,
+    expected: &str,
+    problems: &mut Vec<String>,
+    parse: impl Fn(&str) -> Option<T>,
+) -> T {
     match raw {
         None => default,
         Some(raw) => parse(raw).unwrap_or_else(|| {
@@ -124,11 +130,9 @@ mod tests {
 
     #[test]
     fn every_problem_is_named_at_once() {
-        let error = Config::from_vars(
-            Deployment::Lambda,
-            &vars(&[("PORT", "http"), ("REQUIRE_IF_MATCH", "maybe"), ("REDIS_TIMEOUT_MS", "0")]),
-        )
-        .unwrap_err();
+        let error =
+            Config::from_vars(Deployment::Lambda, &vars(&[("PORT", "http"), ("REQUIRE_IF_MATCH", "maybe"), ("REDIS_TIMEOUT_MS", "0")]))
+                .unwrap_err();
         let text = error.to_string();
         for name in ["PORT", "REQUIRE_IF_MATCH", "REDIS_TIMEOUT_MS", "REDIS_URL"] {
             assert!(text.contains(name), "{name} missing from {text}");

@@ -27,7 +27,8 @@ pub fn router(endpoints: &[Endpoint], backends: &Backends) -> Router {
         .fallback(|| async { Problem::route_not_found() })
         .layer(CatchPanicLayer::custom(|_| {
             tracing::error!("handler panicked");
-            Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred").into_response()
+            Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred")
+                .into_response()
         }))
         .layer(axum::middleware::from_fn(middleware::render_problems))
         .layer(axum::middleware::from_fn(middleware::request_id))

@@ -40,8 +40,12 @@ impl Problem {
     }
 
     pub fn method_not_allowed(allow: HeaderValue) -> Self {
-        let mut problem =
-            Self::new(StatusCode::METHOD_NOT_ALLOWED, "method-not-allowed", "Method not allowed", "this path does not support this method; see Allow");
+        let mut problem = Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method-not-allowed",
+            "Method not allowed",
+            "this path does not support this method; see Allow",
+        );
         problem.headers.push((header::ALLOW, allow));
         problem
     }

@@ -34,16 +34,8 @@ pub enum Endpoint {
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] = [
-        Self::CreatePlan,
-        Self::ListPlans,
-        Self::GetPlan,
-        Self::PutPlan,
-        Self::PatchPlan,
-        Self::DeletePlan,
-        Self::Health,
-        Self::GetSchema,
-    ];
+    pub const ALL: [Endpoint; 8] =
+        [Self::CreatePlan, Self::ListPlans, Self::GetPlan, Self::PutPlan, Self::PatchPlan, Self::DeletePlan, Self::Health, Self::GetSchema];
 
     pub fn method(self) -> Method {
         match self {
@@ -136,7 +128,11 @@ async fn patch_plan(
     Ok(plan_response(StatusCode::OK, plan))
 }
 
-async fn delete_plan(State(writes): State<PlanWrites>, PathId(id): PathId, Conditions(conditions): Conditions) -> Result<StatusCode, ApiError> {
+async fn delete_plan(
+    State(writes): State<PlanWrites>,
+    PathId(id): PathId,
+    Conditions(conditions): Conditions,
+) -> Result<StatusCode, ApiError> {
     writes.delete(&id, &conditions).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -149,7 +145,10 @@ async fn health(State(probes): State<Arc<Vec<Arc<dyn Probe>>>>) -> Response {
         if let Err(error) = &result {
             tracing::warn!(backend = probe.name(), %error, "health check failed");
         }
-        (probe.name().to_owned(), json!({"status": if result.is_ok() { "up" } else { "down" }, "latencyMs": (latency_ms * 10.0).round() / 10.0}))
+        (
+            probe.name().to_owned(),
+            json!({"status": if result.is_ok() { "up" } else { "down" }, "latencyMs": (latency_ms * 10.0).round() / 10.0}),
+        )
     }))
     .await;
     let healthy = checks.iter().all(|(_, check)| check["status"] == "up");
@@ -175,14 +174,15 @@ async fn get_schema(Conditions(conditions): Conditions) -> Response {
 
 /// A plan or object: its JSON as stored, its ETag, the plan version, and Location when created.
 fn plan_response(status: StatusCode, representation: Representation) -> Response {
-    let mut response = (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "private, no-cache")], representation.body)
-        .into_response();
+    let mut response =
+        (status, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "private, no-cache")], representation.body)
+            .into_response();
     insert_etag(&mut response, &representation.etag);
     response.headers_mut().insert("x-plan-version", HeaderValue::from(representation.version));
-    if status == StatusCode::CREATED {
-        if let Ok(location) = HeaderValue::from_str(&format!("/v1/plan/{}", representation.plan_id)) {
-            response.headers_mut().insert(header::LOCATION, location);
-        }
+    if status == StatusCode::CREATED
+        && let Ok(location) = HeaderValue::from_str(&format!("/v1/plan/{}", representation.plan_id))
+    {
+        response.headers_mut().insert(header::LOCATION, location);
     }
     response
 }

@@ -26,11 +26,8 @@ impl ETag {
             Some(rest) => (true, rest),
             None => (false, raw),
         };
-        let opaque = quoted
-            .strip_prefix('"')
-            .and_then(|r| r.strip_suffix('"'))
-            .filter(|o| o.bytes().all(is_etagc))
-            .ok_or(InvalidEntityTag)?;
+        let opaque =
+            quoted.strip_prefix('"').and_then(|r| r.strip_suffix('"')).filter(|o| o.bytes().all(is_etagc)).ok_or(InvalidEntityTag)?;
         Ok(Self { weak, opaque: opaque.to_owned() })
     }
 
@@ -161,10 +158,10 @@ impl Preconditions {
     /// RFC 9110 §13.2.2 for a state-changing method: If-Match first, then If-None-Match.
     /// `current` is the tag of the target as it is now, `None` when it does not exist.
     pub fn allow_write(&self, current: Option<&ETag>) -> bool {
-        if let Some(condition) = &self.if_match {
-            if !condition.matches_strong(current) {
-                return false;
-            }
+        if let Some(condition) = &self.if_match
+            && !condition.matches_strong(current)
+        {
+            return false;
         }
         match &self.if_none_match {
             Some(condition) => !condition.matches_weak(current),
@@ -174,10 +171,10 @@ impl Preconditions {
 
     /// RFC 9110 §13.2.2 for GET: a failed If-Match is 412, a matching If-None-Match is 304.
     pub fn for_read(&self, current: &ETag) -> ReadOutcome {
-        if let Some(condition) = &self.if_match {
-            if !condition.matches_strong(Some(current)) {
-                return ReadOutcome::PreconditionFailed;
-            }
+        if let Some(condition) = &self.if_match
+            && !condition.matches_strong(Some(current))
+        {
+            return ReadOutcome::PreconditionFailed;
         }
         match &self.if_none_match {
             Some(condition) if condition.matches_weak(Some(current)) => ReadOutcome::NotModified,

@@ -156,10 +156,7 @@ impl Plan {
         for (i, service) in self.linked_plan_services.iter().enumerate() {
             let at = format!("/linkedPlanServices/{i}");
             out.push(Located { pointer: format!("{at}/linkedService"), node: Node::Service(&service.linked_service) });
-            out.push(Located {
-                pointer: format!("{at}/planserviceCostShares"),
-                node: Node::CostShare(&service.planservice_cost_shares),
-            });
+            out.push(Located { pointer: format!("{at}/planserviceCostShares"), node: Node::CostShare(&service.planservice_cost_shares) });
             out.push(Located { pointer: at, node: Node::PlanService(service) });
         }
         out

@@ -40,9 +40,7 @@ impl PlanPatch {
         let mut out = document.clone();
         match self {
             Self::Merge(patch) => merge_by_object_id(&mut out, patch),
-            Self::JsonPatch(patch) => {
-                json_patch::patch(&mut out, patch).map_err(|e| PatchError::NotApplicable(e.to_string()))?
-            }
+            Self::JsonPatch(patch) => json_patch::patch(&mut out, patch).map_err(|e| PatchError::NotApplicable(e.to_string()))?,
         }
         Ok(out)
     }
@@ -65,9 +63,7 @@ pub fn merge_by_object_id(target: &mut Value, patch: &Value) {
                 }
             }
         }
-        (Value::Array(items), Value::Array(patch_items))
-            if !patch_items.is_empty() && patch_items.iter().all(has_object_id) =>
-        {
+        (Value::Array(items), Value::Array(patch_items)) if !patch_items.is_empty() && patch_items.iter().all(has_object_id) => {
             for patch_item in patch_items {
                 match items.iter_mut().find(|item| object_id(item) == object_id(patch_item)) {
                     Some(item) => merge_by_object_id(item, patch_item),
@@ -98,9 +94,7 @@ fn has_object_id(value: &Value) -> bool {
 /// A new value from a merge patch: its `null` members mean "absent" (RFC 7396 §2).
 fn without_nulls(value: &Value) -> Value {
     match value {
-        Value::Object(map) => {
-            Value::Object(map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect())
-        }
+        Value::Object(map) => Value::Object(map.iter().filter(|(_, v)| !v.is_null()).map(|(k, v)| (k.clone(), without_nulls(v))).collect()),
         other => other.clone(),
     }
 }
@@ -199,7 +193,12 @@ mod tests {
     }
 
     fn scalar() -> impl Strategy<Value = Value> {
-        prop_oneof![Just(Value::Null), any::<bool>().prop_map(Value::from), (0u32..100).prop_map(Value::from), "[a-c]{0,3}".prop_map(Value::from)]
+        prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::from),
+            (0u32..100).prop_map(Value::from),
+            "[a-c]{0,3}".prop_map(Value::from)
+        ]
     }
 
     fn value() -> impl Strategy<Value = Value> {

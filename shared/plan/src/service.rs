@@ -139,10 +139,7 @@ impl PlanReads {
 
     pub async fn list(&self, query: ListQuery) -> Result<ListPage, PlanError> {
         let page = self.store.page(query.after, query.limit).await?;
-        Ok(ListPage {
-            plans: page.plans.into_iter().map(Representation::from).collect(),
-            next_cursor: page.next.map(encode_cursor),
-        })
+        Ok(ListPage { plans: page.plans.into_iter().map(Representation::from).collect(), next_cursor: page.next.map(encode_cursor) })
     }
 }
 
@@ -202,7 +199,8 @@ impl PlanWrites {
                 // Checked before the schema: a merge patch with another root objectId replaces
                 // the whole document, and "the id cannot change" is the useful answer.
                 if let Some(to) = patched.get("objectId").and_then(Value::as_str).filter(|to| *to != id.as_str()) {
-                    let to = ObjectId::parse(to).map_err(|_| PlanError::Invalid(vec![Violation::new("/objectId", "not a valid objectId")]))?;
+                    let to =
+                        ObjectId::parse(to).map_err(|_| PlanError::Invalid(vec![Violation::new("/objectId", "not a valid objectId")]))?;
                     return Err(PlanError::PlanIdChanged { from: id.clone(), to });
                 }
                 parse_plan(patched).map_err(PlanError::Invalid)
@@ -235,12 +233,11 @@ impl PlanWrites {
         if let Some(plan) = self.store.plan(id).await? {
             return Ok(Some(plan));
         }
-        if let Some(plan_id) = self.store.owner(id).await? {
-            if let Some(owner) = self.store.plan(&plan_id).await? {
-                if let Some(node) = decode(&owner)?.find(id) {
-                    return Err(PlanError::NestedObject { id: id.clone(), object_type: node.object_type(), plan_id });
-                }
-            }
+        if let Some(plan_id) = self.store.owner(id).await?
+            && let Some(owner) = self.store.plan(&plan_id).await?
+            && let Some(node) = decode(&owner)?.find(id)
+        {
+            return Err(PlanError::NestedObject { id: id.clone(), object_type: node.object_type(), plan_id });
         }
         Ok(None)
     }
@@ -296,13 +293,8 @@ impl PlanWrites {
     async fn commit(&self, plan: &Plan, expected: Expected) -> Result<Representation, PlanError> {
         let body = plan.to_json();
         let etag = ETag::of(body.as_bytes());
-        let write = PlanWrite {
-            id: plan.object_id.clone(),
-            expected,
-            body: body.clone(),
-            etag: etag.clone(),
-            object_ids: plan.object_ids(),
-        };
+        let write =
+            PlanWrite { id: plan.object_id.clone(), expected, body: body.clone(), etag: etag.clone(), object_ids: plan.object_ids() };
         match self.store.commit(write).await {
             Ok(version) => Ok(Representation { body, etag, version, plan_id: plan.object_id.clone() }),
             Err(WriteError::VersionConflict) => Err(PlanError::Contended),

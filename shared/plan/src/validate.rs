@@ -41,16 +41,12 @@ pub fn warm_up() {
 
 /// Validates a whole plan document and builds the typed tree, or lists every violation.
 pub fn parse_plan(document: Value) -> Result<Plan, Vec<Violation>> {
-    let violations: Vec<Violation> = VALIDATOR
-        .iter_errors(&document)
-        .take(MAX_VIOLATIONS)
-        .map(|e| Violation::new(e.instance_path().as_str(), e.to_string()))
-        .collect();
+    let violations: Vec<Violation> =
+        VALIDATOR.iter_errors(&document).take(MAX_VIOLATIONS).map(|e| Violation::new(e.instance_path().as_str(), e.to_string())).collect();
     if !violations.is_empty() {
         return Err(violations);
     }
-    let plan: Plan = serde_json::from_value(document)
-        .map_err(|e| vec![Violation::new("", format!("not a plan: {e}"))])?;
+    let plan: Plan = serde_json::from_value(document).map_err(|e| vec![Violation::new("", format!("not a plan: {e}"))])?;
     let violations = tree_rules(&plan);
     if violations.is_empty() { Ok(plan) } else { Err(violations) }
 }
@@ -96,9 +92,7 @@ pub fn calendar_date(raw: &str) -> Option<(i32, u8, u8)> {
 }
 
 fn check_calendar_date(raw: &str) -> Result<(), String> {
-    calendar_date(raw)
-        .map(|_| ())
-        .ok_or_else(|| format!("'{raw}' is not a calendar date (MM-dd-yyyy or yyyy-MM-dd)"))
+    calendar_date(raw).map(|_| ()).ok_or_else(|| format!("'{raw}' is not a calendar date (MM-dd-yyyy or yyyy-MM-dd)"))
 }
 
 #[cfg(test)]

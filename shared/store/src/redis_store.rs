@@ -18,13 +18,13 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::future::try_join_all;
 use plan::store::{Expected, PageMark, PlanPage, PlanReader, PlanWrite, PlanWriter, Probe, StoreError, StoredPlan, WriteError};
 use plan::{ETag, ObjectId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
-use futures_util::future::try_join_all;
 use tokio::sync::OnceCell;
 
 /// How long an unconfirmed objectId claim lives: far longer than any write's own deadline.
@@ -74,7 +74,7 @@ impl RedisStore {
                 .retries(1)
                 .build()
                 .map_err(StoreError::unavailable)?;
-            Connection::Cluster { client, conn: Arc::new(OnceCell::new()) }
+            Connection::Cluster { client: Box::new(client), conn: Arc::new(OnceCell::new()) }
         } else {
             let url = config.urls.first().ok_or_else(|| StoreError::unavailable("no Redis URL"))?;
             let client = redis::Client::open(url.as_str()).map_err(StoreError::unavailable)?;
@@ -113,8 +113,7 @@ impl RedisStore {
                     let mut conn = conn.clone();
                     let key = self.keys.owner(id);
                     async move {
-                        let reply: Vec<Value> =
-                            CLAIM.key(key).arg(plan.as_str()).arg(CLAIM_LEASE_MS).invoke_async(&mut conn).await?;
+                        let reply: Vec<Value> = CLAIM.key(key).arg(plan.as_str()).arg(CLAIM_LEASE_MS).invoke_async(&mut conn).await?;
                         Ok::<_, RedisError>(Claim::from_reply(&reply))
                     }
                 });
@@ -202,14 +201,17 @@ impl PlanReader for RedisStore {
     async fn plan(&self, id: &ObjectId) -> Result<Option<StoredPlan>, StoreError> {
         let key = self.keys.plan(id);
         let (version, body, etag): (Option<u64>, Option<String>, Option<String>) = self
-            .with_conn(|mut conn| async move { redis::cmd("HMGET").arg(key).arg("version").arg("body").arg("etag").query_async(&mut conn).await })
+            .with_conn(|mut conn| async move {
+                redis::cmd("HMGET").arg(key).arg("version").arg("body").arg("etag").query_async(&mut conn).await
+            })
             .await?;
         stored_plan(id.clone(), version, body, etag)
     }
 
     async fn owner(&self, object_id: &ObjectId) -> Result<Option<ObjectId>, StoreError> {
         let key = self.keys.owner(object_id);
-        let value: Option<String> = self.with_conn(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }).await?;
+        let value: Option<String> =
+            self.with_conn(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }).await?;
         Ok(value.as_deref().and_then(split_owner).and_then(|(plan, _)| ObjectId::parse(plan).ok()))
     }
 
@@ -288,8 +290,9 @@ impl PlanWriter for RedisStore {
         }
         if let Expected::Absent = write.expected {
             let (order, id) = (self.keys.order(), write.id.as_str());
-            let added: Result<i64, _> =
-                self.with_conn(|mut conn| async move { redis::cmd("ZADD").arg(order).arg(&seq).arg(id).query_async(&mut conn).await }).await;
+            let added: Result<i64, _> = self
+                .with_conn(|mut conn| async move { redis::cmd("ZADD").arg(order).arg(&seq).arg(id).query_async(&mut conn).await })
+                .await;
             if let Err(error) = added {
                 tracing::warn!(plan = %write.id, %error, "committed plan not yet in the listing order");
             }
@@ -300,9 +303,8 @@ impl PlanWriter for RedisStore {
 
     async fn delete(&self, id: &ObjectId, expected: u64) -> Result<(), WriteError> {
         let (plan_key, ids_key) = (self.keys.plan(id), self.keys.plan_ids(id));
-        let reply: Vec<Value> = self
-            .with_conn(|mut conn| async move { DELETE.key(plan_key).key(ids_key).arg(expected).invoke_async(&mut conn).await })
-            .await?;
+        let reply: Vec<Value> =
+            self.with_conn(|mut conn| async move { DELETE.key(plan_key).key(ids_key).arg(expected).invoke_async(&mut conn).await }).await?;
         let (tombstone_version, released) = versioned_ids(&reply)?;
         if tombstone_version == 0 {
             return Err(WriteError::VersionConflict);
@@ -416,7 +418,7 @@ impl Keys {
 /// made on first use (so a cold start never waits for, or fails on, an unreachable cluster).
 enum Connection {
     Single(ConnectionManager),
-    Cluster { client: ClusterClient, conn: Arc<OnceCell<ClusterConnection>> },
+    Cluster { client: Box<ClusterClient>, conn: Arc<OnceCell<ClusterConnection>> },
 }
 
 impl Connection {
