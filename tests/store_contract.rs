@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use futures_util::future::join_all;
 use plan::store::{Expected, PageMark, PlanWriter, WriteError};
-use plan_e2e::{id, plan_service, redis_cluster_store, redis_store, tag, unique_plan, write_of};
+use plan_e2e::{id, plan_service, redis_cluster_store, redis_store, set_org, tag, unique_plan, write_of};
 use plan_store::EmbeddedStore;
 use serde_json::{Value, json};
 
@@ -113,17 +113,44 @@ mod cases {
         }
         let ids = |page: &plan::store::PlanPage| page.plans.iter().map(|p| p.id.clone()).collect::<Vec<_>>();
         // Each test has its own key prefix (or store), so these 7 are all the plans there are.
-        let first = store.page(None, 2).await.unwrap();
+        let first = store.page(None, None, 2).await.unwrap();
         assert_eq!(ids(&first), [created[6].clone(), created[5].clone()]);
         // A plan created now belongs before the first page; a deleted one drops out; nothing shifts.
         store.commit(write_of(unique_plan(&tag()), Expected::Absent)).await.unwrap();
         store.delete(&created[3], 1).await.unwrap();
-        let second = store.page(first.next, 2).await.unwrap();
+        let second = store.page(None, first.next, 2).await.unwrap();
         assert_eq!(ids(&second), [created[4].clone(), created[2].clone()]);
-        let third = store.page(second.next, 2).await.unwrap();
+        let third = store.page(None, second.next, 2).await.unwrap();
         assert_eq!(ids(&third), [created[1].clone(), created[0].clone()]);
         assert_eq!(third.next, None, "the last page has no cursor");
-        assert!(store.page(Some(PageMark(0)), 3).await.unwrap().plans.is_empty());
+        assert!(store.page(None, Some(PageMark(0)), 3).await.unwrap().plans.is_empty());
+    }
+
+    pub async fn pages_by_organisation_follow_org_changes(store: Store) {
+        let org_plan = |org: &str| {
+            let mut doc = unique_plan(&tag());
+            set_org(&mut doc, org);
+            doc
+        };
+        let (a1, b1, a2) = (org_plan("a.example"), org_plan("b.example"), org_plan("a.example"));
+        for doc in [&a1, &b1, &a2] {
+            store.commit(write_of(doc.clone(), Expected::Absent)).await.unwrap();
+        }
+        let ids = |page: plan::store::PlanPage| page.plans.into_iter().map(|p| (p.id.to_string(), p.org)).collect::<Vec<_>>();
+        let id_of = |doc: &Value| doc["objectId"].as_str().unwrap().to_owned();
+        let a = |doc: &Value| (id_of(doc), "a.example".to_owned());
+        let b = |doc: &Value| (id_of(doc), "b.example".to_owned());
+        assert_eq!(ids(store.page(Some("a.example"), None, 10).await.unwrap()), [a(&a2), a(&a1)]);
+        assert_eq!(ids(store.page(Some("b.example"), None, 10).await.unwrap()), [b(&b1)]);
+        assert!(store.page(Some("nobody.example"), None, 10).await.unwrap().plans.is_empty());
+        // A replace that changes the organisation moves the plan, keeping its place in time.
+        let mut moved = a1.clone();
+        set_org(&mut moved, "b.example");
+        store.commit(write_of(moved.clone(), Expected::Version(1))).await.unwrap();
+        assert_eq!(ids(store.page(Some("a.example"), None, 10).await.unwrap()), [a(&a2)]);
+        assert_eq!(ids(store.page(Some("b.example"), None, 10).await.unwrap()), [b(&b1), b(&moved)]);
+        store.delete(&id(&id_of(&b1)), 1).await.unwrap();
+        assert_eq!(ids(store.page(Some("b.example"), None, 10).await.unwrap()), [b(&moved)]);
     }
 
     pub async fn concurrent_writers_of_one_version_have_one_winner(store: Store) {
@@ -170,7 +197,7 @@ mod cases {
 
     pub async fn probe_answers(store: Store) {
         // Reachability is checked through the reader path: an empty page is a successful round trip.
-        store.page(Some(PageMark(0)), 1).await.unwrap();
+        store.page(None, Some(PageMark(0)), 1).await.unwrap();
     }
 }
 
@@ -202,6 +229,7 @@ macro_rules! all_cases {
                 an_id_of_another_plan_is_refused_and_nothing_changes,
                 delete_cascades_and_versions_keep_growing,
                 pages_are_newest_first_and_stable_while_plans_are_written,
+                pages_by_organisation_follow_org_changes,
                 concurrent_writers_of_one_version_have_one_winner,
                 concurrent_plans_claiming_one_id_have_one_winner,
                 large_plans_are_written_whole,

@@ -75,6 +75,20 @@ fn retag(value: &mut Value, tag: &str) {
     }
 }
 
+/// Moves every object of a plan document to another organisation.
+pub fn set_org(value: &mut Value, org: &str) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("_org") {
+                map.insert("_org".to_owned(), Value::from(org));
+            }
+            map.values_mut().for_each(|v| set_org(v, org));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| set_org(v, org)),
+        _ => {}
+    }
+}
+
 /// A fresh tag for [`unique_plan`].
 pub fn tag() -> String {
     uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
@@ -98,7 +112,14 @@ pub fn plan_service(tag: &str, name: &str, copay: u64) -> Value {
 pub fn write_of(document: Value, expected: Expected) -> PlanWrite {
     let plan: Plan = plan::validate::parse_plan(document).expect("valid plan");
     let body = plan.to_json();
-    PlanWrite { id: plan.object_id.clone(), expected, etag: ETag::of(body.as_bytes()), object_ids: plan.object_ids(), body }
+    PlanWrite {
+        id: plan.object_id.clone(),
+        org: plan.org.clone(),
+        expected,
+        etag: ETag::of(body.as_bytes()),
+        object_ids: plan.object_ids(),
+        body,
+    }
 }
 
 pub fn id(raw: &str) -> ObjectId {

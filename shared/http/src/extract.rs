@@ -125,3 +125,15 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
         Ok(ListParams(plan::ListQuery::parse(raw.limit.as_deref(), raw.cursor.as_deref())?))
     }
 }
+
+/// The organisation the caller is confined to. Authentication puts a [`Tenant`] into the request
+/// when tenant isolation is configured; without one the caller sees every plan.
+pub struct Caller(pub plan::Tenant);
+
+impl<S: Send + Sync> FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Caller(parts.extensions.get::<plan::Tenant>().cloned().unwrap_or_default()))
+    }
+}

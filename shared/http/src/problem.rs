@@ -160,6 +160,7 @@ fn plan_problem(error: &PlanError) -> Problem {
             );
             Problem::new(S::METHOD_NOT_ALLOWED, "nested-object", "Not a plan", detail).with_header(header::ALLOW, "GET, HEAD")
         }
+        PlanError::ForeignOrg(_) => Problem::new(S::FORBIDDEN, "foreign-org", "Another organisation's plan", detail),
         PlanError::PlanExists(_) => Problem::new(S::CONFLICT, "plan-exists", "Plan already exists", detail),
         PlanError::IdTaken(_) => Problem::new(S::CONFLICT, "object-id-taken", "objectId already in use", detail),
         PlanError::PatchConflict(_) => Problem::new(S::CONFLICT, "patch-conflict", "Patch does not apply", detail),

@@ -17,7 +17,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::backends::Backends;
-use crate::extract::{Conditions, JsonBody, ListParams, PatchBody, PathId};
+use crate::extract::{Caller, Conditions, JsonBody, ListParams, PatchBody, PathId};
 use crate::problem::ApiError;
 
 /// One route of the API, served by one Lambda function.
@@ -89,18 +89,23 @@ impl Endpoint {
     }
 }
 
-async fn create_plan(State(writes): State<PlanWrites>, JsonBody(document): JsonBody) -> Result<Response, ApiError> {
-    let plan = writes.create(document).await?;
+async fn create_plan(State(writes): State<PlanWrites>, Caller(tenant): Caller, JsonBody(document): JsonBody) -> Result<Response, ApiError> {
+    let plan = writes.create(document, &tenant).await?;
     Ok(plan_response(StatusCode::CREATED, plan))
 }
 
-async fn list_plans(State(reads): State<PlanReads>, ListParams(query): ListParams) -> Result<Response, ApiError> {
-    let page = reads.list(query).await?;
+async fn list_plans(State(reads): State<PlanReads>, Caller(tenant): Caller, ListParams(query): ListParams) -> Result<Response, ApiError> {
+    let page = reads.list(query, &tenant).await?;
     Ok(list_response(page))
 }
 
-async fn get_plan(State(reads): State<PlanReads>, PathId(id): PathId, Conditions(conditions): Conditions) -> Result<Response, ApiError> {
-    let read = reads.get(&id, &conditions).await?;
+async fn get_plan(
+    State(reads): State<PlanReads>,
+    Caller(tenant): Caller,
+    PathId(id): PathId,
+    Conditions(conditions): Conditions,
+) -> Result<Response, ApiError> {
+    let read = reads.get(&id, &conditions, &tenant).await?;
     Ok(match read {
         Read::Found(representation) => plan_response(StatusCode::OK, representation),
         Read::NotModified(etag) => not_modified(&etag),
@@ -109,31 +114,34 @@ async fn get_plan(State(reads): State<PlanReads>, PathId(id): PathId, Conditions
 
 async fn put_plan(
     State(writes): State<PlanWrites>,
+    Caller(tenant): Caller,
     PathId(id): PathId,
     Conditions(conditions): Conditions,
     JsonBody(document): JsonBody,
 ) -> Result<Response, ApiError> {
-    let written = writes.replace(&id, document, &conditions).await?;
+    let written = writes.replace(&id, document, &conditions, &tenant).await?;
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(plan_response(status, written.plan))
 }
 
 async fn patch_plan(
     State(writes): State<PlanWrites>,
+    Caller(tenant): Caller,
     PathId(id): PathId,
     Conditions(conditions): Conditions,
     PatchBody(patch): PatchBody,
 ) -> Result<Response, ApiError> {
-    let plan = writes.patch(&id, &patch, &conditions).await?;
+    let plan = writes.patch(&id, &patch, &conditions, &tenant).await?;
     Ok(plan_response(StatusCode::OK, plan))
 }
 
 async fn delete_plan(
     State(writes): State<PlanWrites>,
+    Caller(tenant): Caller,
     PathId(id): PathId,
     Conditions(conditions): Conditions,
 ) -> Result<StatusCode, ApiError> {
-    writes.delete(&id, &conditions).await?;
+    writes.delete(&id, &conditions, &tenant).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -22,6 +22,8 @@ pub enum PlanError {
     NotFound(ObjectId),
     #[error("'{id}' is a {} inside plan '{plan_id}'", object_type.as_str())]
     NestedObject { id: ObjectId, object_type: ObjectType, plan_id: ObjectId },
+    #[error("the document's _org '{0}' is not the caller's organisation")]
+    ForeignOrg(String),
     #[error("a plan with the id '{0}' already exists")]
     PlanExists(ObjectId),
     #[error("the objectId '{0}' is already used by another plan")]

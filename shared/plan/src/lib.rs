@@ -8,6 +8,7 @@ pub mod model;
 pub mod patch;
 pub mod service;
 pub mod store;
+pub mod tenant;
 pub mod validate;
 
 pub use error::PlanError;
@@ -16,4 +17,5 @@ pub use id::ObjectId;
 pub use model::{ObjectType, Plan};
 pub use patch::PlanPatch;
 pub use service::{ListPage, ListQuery, PlanReads, PlanWrites, Read, Representation, WritePolicy, Written};
+pub use tenant::Tenant;
 pub use validate::{PLAN_SCHEMA, Violation};

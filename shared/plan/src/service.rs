@@ -14,6 +14,7 @@ use crate::id::ObjectId;
 use crate::model::Plan;
 use crate::patch::{PatchError, PlanPatch};
 use crate::store::{Expected, PageMark, PlanReader, PlanWrite, PlanWriter, StoredPlan, WriteError};
+use crate::tenant::Tenant;
 use crate::validate::{Violation, parse_plan};
 
 /// A read-modify-write that loses a race re-reads and tries again, this many times at most.
@@ -113,8 +114,8 @@ impl PlanReads {
     }
 
     /// The plan with this id or, for a nested object's id, that object with its subtree.
-    pub async fn get(&self, id: &ObjectId, preconditions: &Preconditions) -> Result<Read, PlanError> {
-        let representation = self.find(id).await?.ok_or_else(|| PlanError::NotFound(id.clone()))?;
+    pub async fn get(&self, id: &ObjectId, preconditions: &Preconditions, tenant: &Tenant) -> Result<Read, PlanError> {
+        let representation = self.find(id, tenant).await?.ok_or_else(|| PlanError::NotFound(id.clone()))?;
         Ok(match preconditions.for_read(&representation.etag) {
             ReadOutcome::Send => Read::Found(representation),
             ReadOutcome::NotModified => Read::NotModified(representation.etag),
@@ -122,12 +123,12 @@ impl PlanReads {
         })
     }
 
-    async fn find(&self, id: &ObjectId) -> Result<Option<Representation>, PlanError> {
+    async fn find(&self, id: &ObjectId, tenant: &Tenant) -> Result<Option<Representation>, PlanError> {
         if let Some(plan) = self.store.plan(id).await? {
-            return Ok(Some(plan.into()));
+            return Ok(tenant.sees(&plan.org).then(|| plan.into()));
         }
         let Some(plan_id) = self.store.owner(id).await? else { return Ok(None) };
-        let Some(stored) = self.store.plan(&plan_id).await? else { return Ok(None) };
+        let Some(stored) = self.store.plan(&plan_id).await?.filter(|plan| tenant.sees(&plan.org)) else { return Ok(None) };
         let plan = decode(&stored)?;
         // An owner entry can outlive its object by a moment (a write releases ids after it
         // commits); the plan itself is the truth.
@@ -137,8 +138,8 @@ impl PlanReads {
         }))
     }
 
-    pub async fn list(&self, query: ListQuery) -> Result<ListPage, PlanError> {
-        let page = self.store.page(query.after, query.limit).await?;
+    pub async fn list(&self, query: ListQuery, tenant: &Tenant) -> Result<ListPage, PlanError> {
+        let page = self.store.page(tenant.confined_to(), query.after, query.limit).await?;
         Ok(ListPage { plans: page.plans.into_iter().map(Representation::from).collect(), next_cursor: page.next.map(encode_cursor) })
     }
 }
@@ -168,8 +169,9 @@ impl PlanWrites {
     }
 
     /// `POST /v1/plan`: a new plan; its id and every nested id must be unused.
-    pub async fn create(&self, document: Value) -> Result<Representation, PlanError> {
+    pub async fn create(&self, document: Value, tenant: &Tenant) -> Result<Representation, PlanError> {
         let plan = parse_plan(document).map_err(PlanError::Invalid)?;
+        ensure_own_org(&plan, tenant)?;
         let id = plan.object_id.clone();
         match self.commit(&plan, Expected::Absent).await {
             Err(PlanError::Contended) => Err(PlanError::PlanExists(id)),
@@ -178,18 +180,31 @@ impl PlanWrites {
     }
 
     /// `PUT /v1/plan/{id}`: replaces the whole plan, or creates it when absent.
-    pub async fn replace(&self, id: &ObjectId, document: Value, preconditions: &Preconditions) -> Result<Written, PlanError> {
+    pub async fn replace(
+        &self,
+        id: &ObjectId,
+        document: Value,
+        preconditions: &Preconditions,
+        tenant: &Tenant,
+    ) -> Result<Written, PlanError> {
         let plan = parse_plan(document).map_err(PlanError::Invalid)?;
         if &plan.object_id != id {
             return Err(PlanError::IdMismatch { path: id.clone(), body: plan.object_id });
         }
-        self.read_modify_write(id, preconditions, IfAbsent::Create, |_| Ok(plan.clone())).await
+        ensure_own_org(&plan, tenant)?;
+        self.read_modify_write(id, preconditions, tenant, IfAbsent::Create, |_| Ok(plan.clone())).await
     }
 
     /// `PATCH /v1/plan/{id}`: applies the patch to the current plan and validates the result.
-    pub async fn patch(&self, id: &ObjectId, patch: &PlanPatch, preconditions: &Preconditions) -> Result<Representation, PlanError> {
+    pub async fn patch(
+        &self,
+        id: &ObjectId,
+        patch: &PlanPatch,
+        preconditions: &Preconditions,
+        tenant: &Tenant,
+    ) -> Result<Representation, PlanError> {
         let written = self
-            .read_modify_write(id, preconditions, IfAbsent::NotFound, |current| {
+            .read_modify_write(id, preconditions, tenant, IfAbsent::NotFound, |current| {
                 let current = current.ok_or_else(|| PlanError::NotFound(id.clone()))?;
                 let document: Value = serde_json::from_str(&current.body).map_err(corrupt)?;
                 let patched = patch.apply(&document).map_err(|e| match e {
@@ -203,16 +218,18 @@ impl PlanWrites {
                         ObjectId::parse(to).map_err(|_| PlanError::Invalid(vec![Violation::new("/objectId", "not a valid objectId")]))?;
                     return Err(PlanError::PlanIdChanged { from: id.clone(), to });
                 }
-                parse_plan(patched).map_err(PlanError::Invalid)
+                let plan = parse_plan(patched).map_err(PlanError::Invalid)?;
+                ensure_own_org(&plan, tenant)?;
+                Ok(plan)
             })
             .await?;
         Ok(written.plan)
     }
 
     /// `DELETE /v1/plan/{id}`: the plan and every object in it.
-    pub async fn delete(&self, id: &ObjectId, preconditions: &Preconditions) -> Result<(), PlanError> {
+    pub async fn delete(&self, id: &ObjectId, preconditions: &Preconditions, tenant: &Tenant) -> Result<(), PlanError> {
         for attempt in 0..MAX_ATTEMPTS {
-            let current = self.current_plan(id).await?;
+            let current = self.current_or_absent(id, tenant).await?.ok_or_else(|| PlanError::NotFound(id.clone()))?;
             self.check(preconditions, Some(&current.etag))?;
             match self.store.delete(id, current.version).await {
                 Ok(()) => return Ok(()),
@@ -224,17 +241,14 @@ impl PlanWrites {
         Err(PlanError::Contended)
     }
 
-    /// The live plan, or why the id cannot be written as a plan (404, or a nested object's 405).
-    async fn current_plan(&self, id: &ObjectId) -> Result<StoredPlan, PlanError> {
-        self.current_or_absent(id).await?.ok_or_else(|| PlanError::NotFound(id.clone()))
-    }
-
-    async fn current_or_absent(&self, id: &ObjectId) -> Result<Option<StoredPlan>, PlanError> {
+    /// The live plan this caller may see, `None` when there is none, or why the id cannot be
+    /// written as a plan: another organisation's plan is a 404, a nested object's id a 405.
+    async fn current_or_absent(&self, id: &ObjectId, tenant: &Tenant) -> Result<Option<StoredPlan>, PlanError> {
         if let Some(plan) = self.store.plan(id).await? {
-            return Ok(Some(plan));
+            return if tenant.sees(&plan.org) { Ok(Some(plan)) } else { Err(PlanError::NotFound(id.clone())) };
         }
         if let Some(plan_id) = self.store.owner(id).await?
-            && let Some(owner) = self.store.plan(&plan_id).await?
+            && let Some(owner) = self.store.plan(&plan_id).await?.filter(|plan| tenant.sees(&plan.org))
             && let Some(node) = decode(&owner)?.find(id)
         {
             return Err(PlanError::NestedObject { id: id.clone(), object_type: node.object_type(), plan_id });
@@ -248,11 +262,12 @@ impl PlanWrites {
         &self,
         id: &ObjectId,
         preconditions: &Preconditions,
+        tenant: &Tenant,
         if_absent: IfAbsent,
         next: impl Fn(Option<&StoredPlan>) -> Result<Plan, PlanError>,
     ) -> Result<Written, PlanError> {
         for attempt in 0..MAX_ATTEMPTS {
-            let current = self.current_or_absent(id).await?;
+            let current = self.current_or_absent(id, tenant).await?;
             if current.is_none() && if_absent == IfAbsent::NotFound {
                 return Err(PlanError::NotFound(id.clone()));
             }
@@ -293,8 +308,14 @@ impl PlanWrites {
     async fn commit(&self, plan: &Plan, expected: Expected) -> Result<Representation, PlanError> {
         let body = plan.to_json();
         let etag = ETag::of(body.as_bytes());
-        let write =
-            PlanWrite { id: plan.object_id.clone(), expected, body: body.clone(), etag: etag.clone(), object_ids: plan.object_ids() };
+        let write = PlanWrite {
+            id: plan.object_id.clone(),
+            org: plan.org.clone(),
+            expected,
+            body: body.clone(),
+            etag: etag.clone(),
+            object_ids: plan.object_ids(),
+        };
         match self.store.commit(write).await {
             Ok(version) => Ok(Representation { body, etag, version, plan_id: plan.object_id.clone() }),
             Err(WriteError::VersionConflict) => Err(PlanError::Contended),
@@ -309,6 +330,12 @@ impl PlanWrites {
 enum IfAbsent {
     Create,
     NotFound,
+}
+
+/// A confined caller writes only plans of its own organisation: 403, since the caller sent the
+/// foreign `_org` itself and learns nothing from the refusal.
+fn ensure_own_org(plan: &Plan, tenant: &Tenant) -> Result<(), PlanError> {
+    if tenant.sees(&plan.org) { Ok(()) } else { Err(PlanError::ForeignOrg(plan.org.clone())) }
 }
 
 fn decode(stored: &StoredPlan) -> Result<Plan, PlanError> {

@@ -17,6 +17,8 @@ use crate::id::ObjectId;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPlan {
     pub id: ObjectId,
+    /// The plan's `_org`, kept beside the body so tenant checks need no parse.
+    pub org: String,
     pub version: u64,
     pub etag: ETag,
     pub body: String,
@@ -35,6 +37,7 @@ pub enum Expected {
 #[derive(Debug, Clone)]
 pub struct PlanWrite {
     pub id: ObjectId,
+    pub org: String,
     pub expected: Expected,
     pub body: String,
     pub etag: ETag,
@@ -109,8 +112,8 @@ pub trait PlanReader: Send + Sync {
     /// The id of the live plan that holds this objectId (the plan's own id included).
     async fn owner(&self, object_id: &ObjectId) -> Result<Option<ObjectId>, StoreError>;
 
-    /// Up to `limit` plans, newest first, starting after `after`.
-    async fn page(&self, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError>;
+    /// Up to `limit` plans, newest first, starting after `after`; only `org`'s plans when given.
+    async fn page(&self, org: Option<&str>, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError>;
 }
 
 /// Writes: what the create, replace, patch and delete functions are allowed to do.

@@ -19,8 +19,9 @@ struct State {
     plans: HashMap<ObjectId, Slot>,
     /// objectId -> the live plan that holds it.
     owners: HashMap<ObjectId, ObjectId>,
-    /// Creation order, newest last.
+    /// Creation order, newest last: of all plans, and of each organisation's.
     order: BTreeMap<u64, ObjectId>,
+    org_order: HashMap<String, BTreeMap<u64, ObjectId>>,
     next_seq: u64,
 }
 
@@ -30,6 +31,7 @@ struct Slot {
 }
 
 struct Live {
+    org: String,
     body: String,
     etag: plan::ETag,
     seq: u64,
@@ -52,7 +54,7 @@ impl State {
     fn stored(&self, id: &ObjectId) -> Option<StoredPlan> {
         let slot = self.plans.get(id)?;
         let live = slot.live.as_ref()?;
-        Some(StoredPlan { id: id.clone(), version: slot.version, etag: live.etag.clone(), body: live.body.clone() })
+        Some(StoredPlan { id: id.clone(), org: live.org.clone(), version: slot.version, etag: live.etag.clone(), body: live.body.clone() })
     }
 }
 
@@ -66,10 +68,17 @@ impl PlanReader for EmbeddedStore {
         Ok(self.state().owners.get(object_id).cloned())
     }
 
-    async fn page(&self, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError> {
+    async fn page(&self, org: Option<&str>, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError> {
         let state = self.state();
+        let order = match org {
+            None => &state.order,
+            Some(org) => match state.org_order.get(org) {
+                Some(order) => order,
+                None => return Ok(PlanPage::default()),
+            },
+        };
         let upper = after.map_or(u64::MAX, |mark| mark.0);
-        let mut ids = state.order.range(..upper).rev();
+        let mut ids = order.range(..upper).rev();
         let mut plans = Vec::with_capacity(limit);
         let mut next = None;
         for (seq, id) in ids.by_ref().take(limit) {
@@ -105,11 +114,16 @@ impl PlanWriter for EmbeddedStore {
                 for id in live.object_ids.iter().filter(|id| !write.object_ids.contains(id)) {
                     state.owners.remove(id);
                 }
+                if live.org != write.org {
+                    state.org_order.entry(live.org.clone()).or_default().remove(&live.seq);
+                    state.org_order.entry(write.org.clone()).or_default().insert(live.seq, write.id.clone());
+                }
                 live.seq
             }
             None => {
                 state.next_seq += 1;
                 state.order.insert(state.next_seq, write.id.clone());
+                state.org_order.entry(write.org.clone()).or_default().insert(state.next_seq, write.id.clone());
                 state.next_seq
             }
         };
@@ -117,7 +131,7 @@ impl PlanWriter for EmbeddedStore {
             state.owners.insert(id.clone(), write.id.clone());
         }
         let version = version + 1;
-        let live = Live { body: write.body, etag: write.etag, seq, object_ids: write.object_ids };
+        let live = Live { org: write.org, body: write.body, etag: write.etag, seq, object_ids: write.object_ids };
         state.plans.insert(write.id, Slot { version, live: Some(live) });
         Ok(version)
     }
@@ -132,6 +146,7 @@ impl PlanWriter for EmbeddedStore {
                 state.owners.remove(object_id);
             }
             state.order.remove(&live.seq);
+            state.org_order.entry(live.org).or_default().remove(&live.seq);
         }
         slot.version += 1;
         Ok(())

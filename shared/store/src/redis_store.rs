@@ -1,10 +1,11 @@
 //! The Redis store (ElastiCache, standalone or cluster mode).
 //!
 //! Keys, all of one plan under one hash tag so each per-plan step is one atomic script in one slot:
-//! - `{p}:plan:{<id>}`      hash: `version`, and while live `body`, `etag`, `seq`
+//! - `{p}:plan:{<id>}`      hash: `version`, and while live `body`, `etag`, `org`, `seq`
 //! - `{p}:plan:{<id>}:ids`  set: every objectId of the live plan
 //! - `{p}:obj:{<oid>}`      string `<planId>:<version>`: who owns an objectId (`:0` while claimed)
 //! - `{<p>:plans}:order`    sorted set: plan id by creation sequence, for newest-first pages
+//! - `{<p>:plans}:order:org:<org>`  the same, for one organisation's plans
 //! - `{<p>:plans}:seq`      counter for that sequence
 //!
 //! A write claims its objectIds first (a claim is owned by the plan and expires unless the commit
@@ -160,6 +161,40 @@ impl RedisStore {
         }
     }
 
+    /// Keeps the listing order in step with a commit or delete: a new plan joins the global and
+    /// its organisation's order, an organisation change moves it, a delete removes it. Best effort
+    /// after the commit: pages skip entries whose plan is gone.
+    async fn update_order(&self, id: &ObjectId, seq: &str, previous_org: Option<&str>, org: Option<&str>) {
+        let member = id.as_str();
+        let mut commands = Vec::new();
+        match (previous_org, org) {
+            (None, Some(org)) => {
+                commands.push(redis::cmd("ZADD").arg(self.keys.order()).arg(seq).arg(member).clone());
+                commands.push(redis::cmd("ZADD").arg(self.keys.org_order(org)).arg(seq).arg(member).clone());
+            }
+            (Some(previous), Some(org)) if previous != org => {
+                commands.push(redis::cmd("ZREM").arg(self.keys.org_order(previous)).arg(member).clone());
+                commands.push(redis::cmd("ZADD").arg(self.keys.org_order(org)).arg(seq).arg(member).clone());
+            }
+            (Some(previous), None) => {
+                commands.push(redis::cmd("ZREM").arg(self.keys.order()).arg(member).clone());
+                commands.push(redis::cmd("ZREM").arg(self.keys.org_order(previous)).arg(member).clone());
+            }
+            _ => return,
+        }
+        let result = self
+            .with_conn(|conn| {
+                try_join_all(commands.iter().map(move |cmd| {
+                    let mut conn = conn.clone();
+                    async move { cmd.query_async::<i64>(&mut conn).await }
+                }))
+            })
+            .await;
+        if let Err(error) = result {
+            tracing::warn!(plan = %id, %error, "listing order not updated; pages skip entries whose plan is gone");
+        }
+    }
+
     /// After a commit at `version`: confirm the claims of the ids the plan holds, release those it
     /// dropped. Failures here are logged, not returned: the write is already committed, and a
     /// reader trusts the plan over the owner entries.
@@ -200,12 +235,8 @@ impl RedisStore {
 impl PlanReader for RedisStore {
     async fn plan(&self, id: &ObjectId) -> Result<Option<StoredPlan>, StoreError> {
         let key = self.keys.plan(id);
-        let (version, body, etag): (Option<u64>, Option<String>, Option<String>) = self
-            .with_conn(|mut conn| async move {
-                redis::cmd("HMGET").arg(key).arg("version").arg("body").arg("etag").query_async(&mut conn).await
-            })
-            .await?;
-        stored_plan(id.clone(), version, body, etag)
+        let row: PlanRow = self.with_conn(|mut conn| async move { plan_row(key).query_async(&mut conn).await }).await?;
+        stored_plan(id.clone(), row)
     }
 
     async fn owner(&self, object_id: &ObjectId) -> Result<Option<ObjectId>, StoreError> {
@@ -215,8 +246,11 @@ impl PlanReader for RedisStore {
         Ok(value.as_deref().and_then(split_owner).and_then(|(plan, _)| ObjectId::parse(plan).ok()))
     }
 
-    async fn page(&self, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError> {
-        let order = self.keys.order();
+    async fn page(&self, org: Option<&str>, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError> {
+        let order = match org {
+            Some(org) => self.keys.org_order(org),
+            None => self.keys.order(),
+        };
         let max = after.map_or_else(|| "+inf".to_owned(), |mark| format!("({}", mark.0));
         let entries: Vec<(String, u64)> = self
             .with_conn(|mut conn| async move {
@@ -237,19 +271,19 @@ impl PlanReader for RedisStore {
         let more = entries.len() > limit;
         let entries = &entries[..entries.len().min(limit)];
         let ids: Vec<ObjectId> = entries.iter().filter_map(|(id, _)| ObjectId::parse(id).ok()).collect();
-        let rows: Vec<(Option<u64>, Option<String>, Option<String>)> = self
+        let rows: Vec<PlanRow> = self
             .with_conn(|conn| {
                 try_join_all(ids.iter().map(move |id| {
                     let mut conn = conn.clone();
                     let key = self.keys.plan(id);
-                    async move { redis::cmd("HMGET").arg(key).arg("version").arg("body").arg("etag").query_async(&mut conn).await }
+                    async move { plan_row(key).query_async(&mut conn).await }
                 }))
             })
             .await?;
         let mut plans = Vec::with_capacity(rows.len());
-        for (id, (version, body, etag)) in ids.into_iter().zip(rows) {
+        for (id, row) in ids.into_iter().zip(rows) {
             // A plan deleted since the range was read is simply not on the page.
-            plans.extend(stored_plan(id, version, body, etag)?);
+            plans.extend(stored_plan(id, row)?);
         }
         let next = if more { entries.last().map(|(_, seq)| PageMark(*seq)) } else { None };
         Ok(PlanPage { plans, next })
@@ -277,27 +311,18 @@ impl PlanWriter for RedisStore {
         let reply: Vec<Value> = self
             .with_conn(|mut conn| {
                 let mut invocation = COMMIT.key(plan_key);
-                invocation.key(ids_key).arg(&expected).arg(&write.body).arg(write.etag.to_string()).arg(&seq);
+                invocation.key(ids_key).arg(&expected).arg(&write.body).arg(write.etag.to_string()).arg(&seq).arg(&write.org);
                 for id in &write.object_ids {
                     invocation.arg(id.as_str());
                 }
                 async move { invocation.invoke_async(&mut conn).await }
             })
             .await?;
-        let (version, dropped) = versioned_ids(&reply)?;
-        if version == 0 {
-            return Err(WriteError::VersionConflict);
-        }
-        if let Expected::Absent = write.expected {
-            let (order, id) = (self.keys.order(), write.id.as_str());
-            let added: Result<i64, _> = self
-                .with_conn(|mut conn| async move { redis::cmd("ZADD").arg(order).arg(&seq).arg(id).query_async(&mut conn).await })
-                .await;
-            if let Err(error) = added {
-                tracing::warn!(plan = %write.id, %error, "committed plan not yet in the listing order");
-            }
-        }
-        self.settle_owners(&write.id, version, &write.object_ids, &dropped).await;
+        let (version, answer) = versioned_ids(&reply)?;
+        let [seq, previous_org, dropped @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
+        let previous_org = Some(previous_org.as_str()).filter(|org| !org.is_empty());
+        self.update_order(&write.id, seq, previous_org, Some(&write.org)).await;
+        self.settle_owners(&write.id, version, &write.object_ids, dropped).await;
         Ok(version)
     }
 
@@ -305,17 +330,10 @@ impl PlanWriter for RedisStore {
         let (plan_key, ids_key) = (self.keys.plan(id), self.keys.plan_ids(id));
         let reply: Vec<Value> =
             self.with_conn(|mut conn| async move { DELETE.key(plan_key).key(ids_key).arg(expected).invoke_async(&mut conn).await }).await?;
-        let (tombstone_version, released) = versioned_ids(&reply)?;
-        if tombstone_version == 0 {
-            return Err(WriteError::VersionConflict);
-        }
-        let (order, member) = (self.keys.order(), id.as_str());
-        let removed: Result<i64, _> =
-            self.with_conn(|mut conn| async move { redis::cmd("ZREM").arg(order).arg(member).query_async(&mut conn).await }).await;
-        if let Err(error) = removed {
-            tracing::warn!(plan = %id, %error, "deleted plan still in the listing order; pages skip it");
-        }
-        self.settle_owners(id, tombstone_version, &[], &released).await;
+        let (tombstone_version, answer) = versioned_ids(&reply)?;
+        let [org, released @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
+        self.update_order(id, "", Some(org.as_str()), None).await;
+        self.settle_owners(id, tombstone_version, &[], released).await;
         Ok(())
     }
 }
@@ -332,10 +350,19 @@ impl Probe for RedisStore {
     }
 }
 
-fn stored_plan(id: ObjectId, version: Option<u64>, body: Option<String>, etag: Option<String>) -> Result<Option<StoredPlan>, StoreError> {
-    let (Some(version), Some(body), Some(etag)) = (version, body, etag) else { return Ok(None) };
+/// `version`, `body`, `etag`, `org` of a plan hash; all but the version are absent once deleted.
+type PlanRow = (Option<u64>, Option<String>, Option<String>, Option<String>);
+
+fn plan_row(key: String) -> Cmd {
+    let mut cmd = redis::cmd("HMGET");
+    cmd.arg(key).arg("version").arg("body").arg("etag").arg("org");
+    cmd
+}
+
+fn stored_plan(id: ObjectId, (version, body, etag, org): PlanRow) -> Result<Option<StoredPlan>, StoreError> {
+    let (Some(version), Some(body), Some(etag), Some(org)) = (version, body, etag, org) else { return Ok(None) };
     let etag = ETag::parse(&etag).map_err(|_| StoreError::corrupt(format!("stored ETag of {id} is malformed")))?;
-    Ok(Some(StoredPlan { id, version, etag, body }))
+    Ok(Some(StoredPlan { id, org, version, etag, body }))
 }
 
 /// `{version, id, id, ...}` as the commit and delete scripts answer; version 0 is a conflict.
@@ -403,6 +430,10 @@ impl Keys {
     /// Ids read back from our own scripts were ObjectIds when written.
     fn owner_raw(&self, id: &str) -> String {
         format!("{}:obj:{{{id}}}", self.prefix)
+    }
+
+    fn org_order(&self, org: &str) -> String {
+        format!("{{{}:plans}}:order:org:{org}", self.prefix)
     }
 
     fn order(&self) -> String {
@@ -529,12 +560,13 @@ return 0
 });
 
 /// KEYS: plan hash, plan id set. ARGV: expected ('absent' or a version), body, etag, creation
-/// sequence ('' keeps the current one), then every objectId of the new plan.
-/// Answers {new version, dropped ids...} or {0} when the plan is not as expected.
+/// sequence ('' keeps the current one), org, then every objectId of the new plan.
+/// Answers {new version, sequence, previous org ('' if none), dropped ids...} or {0} when the
+/// plan is not as expected.
 static COMMIT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local current = redis.call('HMGET', KEYS[1], 'version', 'body')
+local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'seq', 'org')
 local version = tonumber(current[1]) or 0
 local live = current[2] ~= false
 if ARGV[1] == 'absent' then
@@ -543,18 +575,19 @@ elseif not live or version ~= tonumber(ARGV[1]) then
   return {0}
 end
 local new_version = version + 1
-redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'seq', ARGV[4]) end
+local seq = ARGV[4]
+if seq == '' then seq = current[3] end
+redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5])
 local keep = {}
-for i = 5, #ARGV do keep[ARGV[i]] = true end
-local answer = {new_version}
+for i = 6, #ARGV do keep[ARGV[i]] = true end
+local answer = {new_version, seq, (live and current[4]) or ''}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if not keep[id] then table.insert(answer, id) end
 end
 redis.call('DEL', KEYS[2])
 -- SADD in chunks: unpack() is limited by the Lua stack.
 local chunk = {}
-for i = 5, #ARGV do
+for i = 6, #ARGV do
   table.insert(chunk, ARGV[i])
   if #chunk == 500 then redis.call('SADD', KEYS[2], unpack(chunk)); chunk = {} end
 end
@@ -565,16 +598,17 @@ return answer
 });
 
 /// KEYS: plan hash, plan id set. ARGV: expected version. Leaves a tombstone holding the version,
-/// so a re-created plan continues the sequence. Answers {tombstone version, released ids...} or {0}.
+/// so a re-created plan continues the sequence. Answers {tombstone version, org, released ids...}
+/// or {0}.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local current = redis.call('HMGET', KEYS[1], 'version', 'body')
+local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org')
 local version = tonumber(current[1]) or 0
 if current[2] == false or version ~= tonumber(ARGV[1]) then return {0} end
 redis.call('HSET', KEYS[1], 'version', version + 1)
-redis.call('HDEL', KEYS[1], 'body', 'etag', 'seq')
-local answer = {version + 1}
+redis.call('HDEL', KEYS[1], 'body', 'etag', 'seq', 'org')
+local answer = {version + 1, current[3]}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(answer, id) end
 redis.call('DEL', KEYS[2])
 return answer
