@@ -126,14 +126,17 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
     }
 }
 
-/// The organisation the caller is confined to. Authentication puts a [`Tenant`] into the request
-/// when tenant isolation is configured; without one the caller sees every plan.
-pub struct Caller(pub plan::Tenant);
+/// Who is asking: the organisation the caller is confined to and the request id. Authentication
+/// puts a [`plan::Tenant`] into the request when tenant isolation is configured; without one the
+/// caller sees every plan.
+pub struct CallerContext(pub plan::Caller);
 
-impl<S: Send + Sync> FromRequestParts<S> for Caller {
+impl<S: Send + Sync> FromRequestParts<S> for CallerContext {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Ok(Caller(parts.extensions.get::<plan::Tenant>().cloned().unwrap_or_default()))
+        let tenant = parts.extensions.get::<plan::Tenant>().cloned().unwrap_or_default();
+        let request_id = parts.extensions.get::<crate::middleware::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
+        Ok(CallerContext(plan::Caller::new(tenant, request_id)))
     }
 }

@@ -17,7 +17,7 @@ use serde_json::json;
 use serde_json::value::RawValue;
 
 use crate::backends::Backends;
-use crate::extract::{Caller, Conditions, JsonBody, ListParams, PatchBody, PathId};
+use crate::extract::{CallerContext, Conditions, JsonBody, ListParams, PatchBody, PathId};
 use crate::problem::ApiError;
 
 /// One route of the API, served by one Lambda function.
@@ -89,23 +89,31 @@ impl Endpoint {
     }
 }
 
-async fn create_plan(State(writes): State<PlanWrites>, Caller(tenant): Caller, JsonBody(document): JsonBody) -> Result<Response, ApiError> {
-    let plan = writes.create(document, &tenant).await?;
+async fn create_plan(
+    State(writes): State<PlanWrites>,
+    CallerContext(caller): CallerContext,
+    JsonBody(document): JsonBody,
+) -> Result<Response, ApiError> {
+    let plan = writes.create(document, &caller).await?;
     Ok(plan_response(StatusCode::CREATED, plan))
 }
 
-async fn list_plans(State(reads): State<PlanReads>, Caller(tenant): Caller, ListParams(query): ListParams) -> Result<Response, ApiError> {
-    let page = reads.list(query, &tenant).await?;
+async fn list_plans(
+    State(reads): State<PlanReads>,
+    CallerContext(caller): CallerContext,
+    ListParams(query): ListParams,
+) -> Result<Response, ApiError> {
+    let page = reads.list(query, &caller).await?;
     Ok(list_response(page))
 }
 
 async fn get_plan(
     State(reads): State<PlanReads>,
-    Caller(tenant): Caller,
+    CallerContext(caller): CallerContext,
     PathId(id): PathId,
     Conditions(conditions): Conditions,
 ) -> Result<Response, ApiError> {
-    let read = reads.get(&id, &conditions, &tenant).await?;
+    let read = reads.get(&id, &conditions, &caller).await?;
     Ok(match read {
         Read::Found(representation) => plan_response(StatusCode::OK, representation),
         Read::NotModified(etag) => not_modified(&etag),
@@ -114,34 +122,34 @@ async fn get_plan(
 
 async fn put_plan(
     State(writes): State<PlanWrites>,
-    Caller(tenant): Caller,
+    CallerContext(caller): CallerContext,
     PathId(id): PathId,
     Conditions(conditions): Conditions,
     JsonBody(document): JsonBody,
 ) -> Result<Response, ApiError> {
-    let written = writes.replace(&id, document, &conditions, &tenant).await?;
+    let written = writes.replace(&id, document, &conditions, &caller).await?;
     let status = if written.created { StatusCode::CREATED } else { StatusCode::OK };
     Ok(plan_response(status, written.plan))
 }
 
 async fn patch_plan(
     State(writes): State<PlanWrites>,
-    Caller(tenant): Caller,
+    CallerContext(caller): CallerContext,
     PathId(id): PathId,
     Conditions(conditions): Conditions,
     PatchBody(patch): PatchBody,
 ) -> Result<Response, ApiError> {
-    let plan = writes.patch(&id, &patch, &conditions, &tenant).await?;
+    let plan = writes.patch(&id, &patch, &conditions, &caller).await?;
     Ok(plan_response(StatusCode::OK, plan))
 }
 
 async fn delete_plan(
     State(writes): State<PlanWrites>,
-    Caller(tenant): Caller,
+    CallerContext(caller): CallerContext,
     PathId(id): PathId,
     Conditions(conditions): Conditions,
 ) -> Result<StatusCode, ApiError> {
-    writes.delete(&id, &conditions, &tenant).await?;
+    writes.delete(&id, &conditions, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -17,5 +17,5 @@ pub use id::ObjectId;
 pub use model::{ObjectType, Plan};
 pub use patch::PlanPatch;
 pub use service::{ListPage, ListQuery, PlanReads, PlanWrites, Read, Representation, WritePolicy, Written};
-pub use tenant::Tenant;
+pub use tenant::{Caller, Tenant};
 pub use validate::{PLAN_SCHEMA, Violation};

@@ -14,7 +14,7 @@ use crate::id::ObjectId;
 use crate::model::Plan;
 use crate::patch::{PatchError, PlanPatch};
 use crate::store::{Expected, PageMark, PlanReader, PlanWrite, PlanWriter, StoredPlan, WriteError};
-use crate::tenant::Tenant;
+use crate::tenant::{Caller, Tenant};
 use crate::validate::{Violation, parse_plan};
 
 /// A read-modify-write that loses a race re-reads and tries again, this many times at most.
@@ -114,7 +114,8 @@ impl PlanReads {
     }
 
     /// The plan with this id or, for a nested object's id, that object with its subtree.
-    pub async fn get(&self, id: &ObjectId, preconditions: &Preconditions, tenant: &Tenant) -> Result<Read, PlanError> {
+    pub async fn get(&self, id: &ObjectId, preconditions: &Preconditions, caller: &Caller) -> Result<Read, PlanError> {
+        let tenant = &caller.tenant;
         let representation = self.find(id, tenant).await?.ok_or_else(|| PlanError::NotFound(id.clone()))?;
         Ok(match preconditions.for_read(&representation.etag) {
             ReadOutcome::Send => Read::Found(representation),
@@ -138,7 +139,8 @@ impl PlanReads {
         }))
     }
 
-    pub async fn list(&self, query: ListQuery, tenant: &Tenant) -> Result<ListPage, PlanError> {
+    pub async fn list(&self, query: ListQuery, caller: &Caller) -> Result<ListPage, PlanError> {
+        let tenant = &caller.tenant;
         let page = self.store.page(tenant.confined_to(), query.after, query.limit).await?;
         Ok(ListPage { plans: page.plans.into_iter().map(Representation::from).collect(), next_cursor: page.next.map(encode_cursor) })
     }
@@ -169,7 +171,8 @@ impl PlanWrites {
     }
 
     /// `POST /v1/plan`: a new plan; its id and every nested id must be unused.
-    pub async fn create(&self, document: Value, tenant: &Tenant) -> Result<Representation, PlanError> {
+    pub async fn create(&self, document: Value, caller: &Caller) -> Result<Representation, PlanError> {
+        let tenant = &caller.tenant;
         let plan = parse_plan(document).map_err(PlanError::Invalid)?;
         ensure_own_org(&plan, tenant)?;
         let id = plan.object_id.clone();
@@ -185,8 +188,9 @@ impl PlanWrites {
         id: &ObjectId,
         document: Value,
         preconditions: &Preconditions,
-        tenant: &Tenant,
+        caller: &Caller,
     ) -> Result<Written, PlanError> {
+        let tenant = &caller.tenant;
         let plan = parse_plan(document).map_err(PlanError::Invalid)?;
         if &plan.object_id != id {
             return Err(PlanError::IdMismatch { path: id.clone(), body: plan.object_id });
@@ -201,8 +205,9 @@ impl PlanWrites {
         id: &ObjectId,
         patch: &PlanPatch,
         preconditions: &Preconditions,
-        tenant: &Tenant,
+        caller: &Caller,
     ) -> Result<Representation, PlanError> {
+        let tenant = &caller.tenant;
         let written = self
             .read_modify_write(id, preconditions, tenant, IfAbsent::NotFound, |current| {
                 let current = current.ok_or_else(|| PlanError::NotFound(id.clone()))?;
@@ -227,7 +232,8 @@ impl PlanWrites {
     }
 
     /// `DELETE /v1/plan/{id}`: the plan and every object in it.
-    pub async fn delete(&self, id: &ObjectId, preconditions: &Preconditions, tenant: &Tenant) -> Result<(), PlanError> {
+    pub async fn delete(&self, id: &ObjectId, preconditions: &Preconditions, caller: &Caller) -> Result<(), PlanError> {
+        let tenant = &caller.tenant;
         for attempt in 0..MAX_ATTEMPTS {
             let current = self.current_or_absent(id, tenant).await?.ok_or_else(|| PlanError::NotFound(id.clone()))?;
             self.check(preconditions, Some(&current.etag))?;

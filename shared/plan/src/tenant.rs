@@ -28,6 +28,20 @@ impl Tenant {
     }
 }
 
+/// Who is asking, as far as the use cases care: the organisation they are confined to, and the
+/// request id that change events carry so a change can be traced from request to index.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub tenant: Tenant,
+    pub request_id: String,
+}
+
+impl Caller {
+    pub fn new(tenant: Tenant, request_id: impl Into<String>) -> Self {
+        Self { tenant, request_id: request_id.into() }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
