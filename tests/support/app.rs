@@ -4,8 +4,11 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use plan::WritePolicy;
-use plan::store::{PlanWriter, Probe};
 use plan_http::Backends;
+use plan_http::backends::Store;
+use plan_store::EmbeddedStore;
+
+use crate::RecordingPublisher;
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
 
@@ -33,14 +36,19 @@ pub async fn spawn_app(backends: Backends) -> TestApp {
     TestApp { address, client, server }
 }
 
-/// The API on the embedded store.
+/// The API on the embedded store, its events recorded.
 pub async fn spawn_embedded(policy: WritePolicy) -> TestApp {
-    spawn_app(Backends::embedded(policy)).await
+    spawn_on(Arc::new(EmbeddedStore::new()), policy).await
 }
 
-/// The API on any store.
-pub async fn spawn_on<S: PlanWriter + Probe + 'static>(store: Arc<S>, policy: WritePolicy) -> TestApp {
-    spawn_app(Backends::with_store(store, policy)).await
+/// The API on any store, with the given change publisher.
+pub async fn spawn_with<S: Store + 'static>(store: Arc<S>, publisher: Arc<RecordingPublisher>, policy: WritePolicy) -> TestApp {
+    spawn_app(Backends::with_parts(store, publisher, policy)).await
+}
+
+/// The API on any store, its events recorded.
+pub async fn spawn_on<S: Store + 'static>(store: Arc<S>, policy: WritePolicy) -> TestApp {
+    spawn_app(Backends::with_parts(store, Arc::new(RecordingPublisher::default()), policy)).await
 }
 
 impl TestApp {

@@ -2,6 +2,9 @@
 //! started, unique sample plans, and a running local server on a free port.
 
 pub mod app;
+mod publisher;
+
+pub use publisher::RecordingPublisher;
 
 use std::sync::Arc;
 use std::time::Duration;

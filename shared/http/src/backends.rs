@@ -1,9 +1,14 @@
-//! The clients a process needs, built once per cold start from the configuration.
+//! The clients a process needs, built once per cold start from the configuration. Building them
+//! opens no connection: a cold start never waits for, or fails on, an unreachable backend, and
+//! requests answer 503 until it is back.
 
 use std::sync::Arc;
 
-use plan::store::{PlanWriter, Probe, StoreError};
+use async_trait::async_trait;
+use plan::events::{ChangeEvent, ChangePublisher, PublishError};
+use plan::store::{PlanWriter, Probe, StoreError, StoreWalk};
 use plan::{PlanReads, PlanWrites, WritePolicy};
+use plan_events::KafkaPublisher;
 use plan_store::{EmbeddedStore, RedisStore};
 
 use crate::config::Config;
@@ -11,33 +16,47 @@ use crate::config::Config;
 #[derive(Clone)]
 pub struct Backends {
     store: Arc<dyn PlanWriter>,
+    walk: Arc<dyn StoreWalk>,
+    publisher: Arc<dyn ChangePublisher>,
     probes: Vec<Arc<dyn Probe>>,
     policy: WritePolicy,
 }
 
+/// A store as the backends need it: reads, writes, the reindex walk and a health probe.
+pub trait Store: PlanWriter + StoreWalk + Probe {}
+impl<T: PlanWriter + StoreWalk + Probe> Store for T {}
+
 impl Backends {
-    /// Redis when `REDIS_URL` is set, else the embedded store. Connects lazily: a cold start never
-    /// waits for or fails on an unreachable backend; requests answer 503 until it is back.
-    pub fn from_config(config: &Config) -> Result<Self, StoreError> {
+    /// Redis when `REDIS_URL` is set, else the embedded store; Kafka when
+    /// `KAFKA_BOOTSTRAP_SERVERS` is set, else `local_events` (the local server's in-process bus).
+    pub fn from_config(config: &Config, local_events: Option<Arc<dyn ChangePublisher>>) -> Result<Self, StoreError> {
         plan::validate::warm_up();
-        Ok(match &config.redis {
-            Some(redis) => {
-                let store = Arc::new(RedisStore::new(redis)?);
-                Self { store: store.clone(), probes: vec![store], policy: config.write_policy }
+        let store: Arc<dyn Store> = match &config.redis {
+            Some(redis) => Arc::new(RedisStore::new(redis)?),
+            None => Arc::new(EmbeddedStore::new()),
+        };
+        let mut probes: Vec<Arc<dyn Probe>> = vec![store.clone()];
+        let publisher: Arc<dyn ChangePublisher> = match (&config.kafka, local_events) {
+            (Some(kafka), _) => {
+                let kafka = Arc::new(KafkaPublisher::new(kafka.clone()));
+                probes.push(kafka.clone());
+                kafka
             }
-            None => Self::embedded(config.write_policy),
-        })
+            (None, Some(local)) => local,
+            // A function that never writes (reads, health, schema) needs no Kafka; should one
+            // ever publish, it fails loudly instead of dropping the event.
+            (None, None) => Arc::new(NoPublisher),
+        };
+        Ok(Self::assemble(store, publisher, probes, config.write_policy))
     }
 
-    /// Everything in memory, for the local server and tests.
-    pub fn embedded(policy: WritePolicy) -> Self {
-        let store = Arc::new(EmbeddedStore::new());
-        Self { store: store.clone(), probes: vec![store], policy }
+    /// Any store and publisher, for tests and the local server.
+    pub fn with_parts<S: Store + 'static>(store: Arc<S>, publisher: Arc<dyn ChangePublisher>, policy: WritePolicy) -> Self {
+        Self::assemble(store.clone(), publisher, vec![store], policy)
     }
 
-    /// Any store, for tests that bring their own.
-    pub fn with_store<S: PlanWriter + Probe + 'static>(store: Arc<S>, policy: WritePolicy) -> Self {
-        Self { store: store.clone(), probes: vec![store], policy }
+    fn assemble(store: Arc<dyn Store>, publisher: Arc<dyn ChangePublisher>, probes: Vec<Arc<dyn Probe>>, policy: WritePolicy) -> Self {
+        Self { store: store.clone(), walk: store, publisher, probes, policy }
     }
 
     pub fn reads(&self) -> PlanReads {
@@ -45,10 +64,31 @@ impl Backends {
     }
 
     pub fn writes(&self) -> PlanWrites {
-        PlanWrites::new(self.store.clone(), self.policy)
+        PlanWrites::new(self.store.clone(), self.publisher.clone(), self.policy)
     }
 
     pub fn probes(&self) -> Vec<Arc<dyn Probe>> {
         self.probes.clone()
+    }
+
+    pub fn store(&self) -> Arc<dyn PlanWriter> {
+        self.store.clone()
+    }
+
+    pub fn walk(&self) -> Arc<dyn StoreWalk> {
+        self.walk.clone()
+    }
+
+    pub fn publisher(&self) -> Arc<dyn ChangePublisher> {
+        self.publisher.clone()
+    }
+}
+
+struct NoPublisher;
+
+#[async_trait]
+impl ChangePublisher for NoPublisher {
+    async fn publish(&self, _event: &ChangeEvent) -> Result<(), PublishError> {
+        Err(PublishError::new("KAFKA_BOOTSTRAP_SERVERS is not configured for this function"))
     }
 }

@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use plan::WritePolicy;
+use plan_events::KafkaConfig;
 use plan_store::RedisConfig;
 
 /// Where the handlers run: on Lambda a real store is mandatory; locally the embedded one is the
@@ -22,6 +23,13 @@ pub struct Config {
     /// `REDIS_URL`: `redis://` or `rediss://` URL, or a comma-separated list of cluster nodes.
     /// Unset: the embedded in-memory store (local server only).
     pub redis: Option<RedisConfig>,
+    /// `KAFKA_BOOTSTRAP_SERVERS` (comma-separated `host:port`), `KAFKA_TOPIC` (default
+    /// `plan_operations`), `KAFKA_TLS`, `KAFKA_TIMEOUT_MS` (default 1000), `KAFKA_PARTITIONS`
+    /// (default 3, used only when this process creates the topic). Unset: the in-process bus
+    /// (local server only).
+    pub kafka: Option<KafkaConfig>,
+    /// `KAFKA_DLQ_TOPIC` (default `<KAFKA_TOPIC>.dlq`): where the indexer sends poison records.
+    pub dead_letter_topic: String,
     /// `REQUIRE_IF_MATCH` (default `true`): writes to an existing plan need If-Match (else 428).
     pub write_policy: WritePolicy,
     /// `HOST` (default `127.0.0.1`) and `PORT` (default 3000): where the local server listens.
@@ -64,6 +72,33 @@ impl Config {
             problems.push("REDIS_KEY_PREFIX: letters, digits, '-', '_' or '.' only".to_owned());
         }
 
+        let topic = var("KAFKA_TOPIC").unwrap_or("plan_operations").to_owned();
+        if !topic.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) || topic.len() > 249 {
+            problems.push("KAFKA_TOPIC: a Kafka topic name (letters, digits, '-', '_', '.')".to_owned());
+        }
+        let dead_letter_topic = var("KAFKA_DLQ_TOPIC").map_or_else(|| format!("{topic}.dlq"), str::to_owned);
+        let kafka_tls = parse_or(var("KAFKA_TLS"), false, "KAFKA_TLS", "true or false", &mut problems, parse_bool);
+        let kafka_timeout_ms =
+            parse_or(var("KAFKA_TIMEOUT_MS"), 1000, "KAFKA_TIMEOUT_MS", "milliseconds from 50 to 30000", &mut problems, |v| {
+                v.parse::<u64>().ok().filter(|ms| (50..=30_000).contains(ms))
+            });
+        let partitions = parse_or(var("KAFKA_PARTITIONS"), 3, "KAFKA_PARTITIONS", "a partition count from 1 to 1000", &mut problems, |v| {
+            v.parse::<i32>().ok().filter(|n| (1..=1000).contains(n))
+        });
+        let kafka = var("KAFKA_BOOTSTRAP_SERVERS").map(|raw| {
+            let servers: Vec<String> = raw.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+            if servers.is_empty() || !servers.iter().all(|s| s.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok())) {
+                problems.push("KAFKA_BOOTSTRAP_SERVERS: comma-separated host:port pairs".to_owned());
+            }
+            KafkaConfig {
+                bootstrap_servers: servers,
+                topic: topic.clone(),
+                tls: kafka_tls,
+                timeout: Duration::from_millis(kafka_timeout_ms),
+                create_partitions: partitions,
+            }
+        });
+
         let redis = match var("REDIS_URL") {
             Some(raw) => {
                 let urls: Vec<String> = raw.split(',').map(|u| u.trim().to_owned()).filter(|u| !u.is_empty()).collect();
@@ -80,7 +115,7 @@ impl Config {
         };
 
         if problems.is_empty() {
-            Ok(Self { redis, write_policy: WritePolicy { require_if_match }, host, port })
+            Ok(Self { redis, kafka, dead_letter_topic, write_policy: WritePolicy { require_if_match }, host, port })
         } else {
             Err(ConfigError { problems })
         }

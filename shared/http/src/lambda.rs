@@ -7,7 +7,10 @@ use crate::{Backends, Config, Deployment, Endpoint, router};
 pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env(Deployment::Lambda)?;
-    let backends = Backends::from_config(&config)?;
+    if endpoint.writes() && config.kafka.is_none() {
+        return Err(format!("{} publishes change events: set KAFKA_BOOTSTRAP_SERVERS", endpoint.function()).into());
+    }
+    let backends = Backends::from_config(&config, None)?;
     tracing::info!(function = endpoint.function(), "cold start complete");
     lambda_http::run(router(&[endpoint], &backends)).await
 }

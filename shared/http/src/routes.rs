@@ -71,6 +71,11 @@ impl Endpoint {
         }
     }
 
+    /// Whether the endpoint changes plans (and so publishes change events).
+    pub fn writes(self) -> bool {
+        matches!(self, Self::CreatePlan | Self::PutPlan | Self::PatchPlan | Self::DeletePlan)
+    }
+
     /// This endpoint alone, with only the backends it needs.
     pub fn route(self, backends: &Backends) -> Router {
         let filter = MethodFilter::try_from(self.method()).unwrap_or(MethodFilter::GET);

@@ -27,7 +27,7 @@ async fn main() -> ExitCode {
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env(Deployment::Local)?;
-    let backends = Backends::from_config(&config)?;
+    let backends = Backends::from_config(&config, None)?;
     let listener = TcpListener::bind((config.host, config.port)).await?;
     let store = if config.redis.is_some() { "Redis" } else { "embedded in-memory store" };
     tracing::info!("plan API on http://{} ({store}); try GET /v1/health", listener.local_addr()?);

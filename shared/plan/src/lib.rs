@@ -3,7 +3,9 @@
 
 pub mod error;
 pub mod etag;
+pub mod events;
 pub mod id;
+pub mod jobs;
 pub mod model;
 pub mod patch;
 pub mod service;

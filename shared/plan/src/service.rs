@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::error::PlanError;
 use crate::etag::{ETag, Preconditions, ReadOutcome};
+use crate::events::{ChangeEvent, ChangePublisher};
 use crate::id::ObjectId;
 use crate::model::Plan;
 use crate::patch::{PatchError, PlanPatch};
@@ -158,16 +159,18 @@ impl Default for WritePolicy {
     }
 }
 
-/// Writes: create, replace, patch and delete, each a compare-and-set on the plan version.
+/// Writes: create, replace, patch and delete, each a compare-and-set on the plan version,
+/// each followed by its change event.
 #[derive(Clone)]
 pub struct PlanWrites {
     store: Arc<dyn PlanWriter>,
+    publisher: Arc<dyn ChangePublisher>,
     policy: WritePolicy,
 }
 
 impl PlanWrites {
-    pub fn new(store: Arc<dyn PlanWriter>, policy: WritePolicy) -> Self {
-        Self { store, policy }
+    pub fn new(store: Arc<dyn PlanWriter>, publisher: Arc<dyn ChangePublisher>, policy: WritePolicy) -> Self {
+        Self { store, publisher, policy }
     }
 
     /// `POST /v1/plan`: a new plan; its id and every nested id must be unused.
@@ -176,7 +179,7 @@ impl PlanWrites {
         let plan = parse_plan(document).map_err(PlanError::Invalid)?;
         ensure_own_org(&plan, tenant)?;
         let id = plan.object_id.clone();
-        match self.commit(&plan, Expected::Absent).await {
+        match self.commit(&plan, Expected::Absent, caller).await {
             Err(PlanError::Contended) => Err(PlanError::PlanExists(id)),
             other => other,
         }
@@ -196,7 +199,7 @@ impl PlanWrites {
             return Err(PlanError::IdMismatch { path: id.clone(), body: plan.object_id });
         }
         ensure_own_org(&plan, tenant)?;
-        self.read_modify_write(id, preconditions, tenant, IfAbsent::Create, |_| Ok(plan.clone())).await
+        self.read_modify_write(id, preconditions, caller, IfAbsent::Create, |_| Ok(plan.clone())).await
     }
 
     /// `PATCH /v1/plan/{id}`: applies the patch to the current plan and validates the result.
@@ -209,7 +212,7 @@ impl PlanWrites {
     ) -> Result<Representation, PlanError> {
         let tenant = &caller.tenant;
         let written = self
-            .read_modify_write(id, preconditions, tenant, IfAbsent::NotFound, |current| {
+            .read_modify_write(id, preconditions, caller, IfAbsent::NotFound, |current| {
                 let current = current.ok_or_else(|| PlanError::NotFound(id.clone()))?;
                 let document: Value = serde_json::from_str(&current.body).map_err(corrupt)?;
                 let patched = patch.apply(&document).map_err(|e| match e {
@@ -238,7 +241,10 @@ impl PlanWrites {
             let current = self.current_or_absent(id, tenant).await?.ok_or_else(|| PlanError::NotFound(id.clone()))?;
             self.check(preconditions, Some(&current.etag))?;
             match self.store.delete(id, current.version).await {
-                Ok(()) => return Ok(()),
+                Ok(version) => {
+                    self.announce(ChangeEvent::delete(id.clone(), version, &caller.request_id)).await;
+                    return Ok(());
+                }
                 Err(WriteError::VersionConflict) => backoff(attempt).await,
                 Err(WriteError::Store(e)) => return Err(e.into()),
                 Err(WriteError::IdTaken(other)) => return Err(PlanError::IdTaken(other)),
@@ -268,12 +274,12 @@ impl PlanWrites {
         &self,
         id: &ObjectId,
         preconditions: &Preconditions,
-        tenant: &Tenant,
+        caller: &Caller,
         if_absent: IfAbsent,
         next: impl Fn(Option<&StoredPlan>) -> Result<Plan, PlanError>,
     ) -> Result<Written, PlanError> {
         for attempt in 0..MAX_ATTEMPTS {
-            let current = self.current_or_absent(id, tenant).await?;
+            let current = self.current_or_absent(id, &caller.tenant).await?;
             if current.is_none() && if_absent == IfAbsent::NotFound {
                 return Err(PlanError::NotFound(id.clone()));
             }
@@ -287,7 +293,7 @@ impl PlanWrites {
                 Some(current) => Expected::Version(current.version),
                 None => Expected::Absent,
             };
-            match self.commit(&plan, expected).await {
+            match self.commit(&plan, expected, caller).await {
                 Ok(plan) => return Ok(Written { plan, created: current.is_none() }),
                 Err(PlanError::Contended) => backoff(attempt).await,
                 Err(other) => return Err(other),
@@ -309,9 +315,9 @@ impl PlanWrites {
         Ok(())
     }
 
-    /// One compare-and-set write. A version conflict comes back as `Contended` for the caller's
-    /// retry loop.
-    async fn commit(&self, plan: &Plan, expected: Expected) -> Result<Representation, PlanError> {
+    /// One compare-and-set write, then its event. A version conflict comes back as `Contended`
+    /// for the caller's retry loop.
+    async fn commit(&self, plan: &Plan, expected: Expected, caller: &Caller) -> Result<Representation, PlanError> {
         let body = plan.to_json();
         let etag = ETag::of(body.as_bytes());
         let write = PlanWrite {
@@ -323,10 +329,29 @@ impl PlanWrites {
             object_ids: plan.object_ids(),
         };
         match self.store.commit(write).await {
-            Ok(version) => Ok(Representation { body, etag, version, plan_id: plan.object_id.clone() }),
+            Ok(version) => {
+                self.announce(ChangeEvent::upsert(plan.clone(), version, &caller.request_id)).await;
+                Ok(Representation { body, etag, version, plan_id: plan.object_id.clone() })
+            }
             Err(WriteError::VersionConflict) => Err(PlanError::Contended),
             Err(WriteError::IdTaken(id)) => Err(PlanError::IdTaken(id)),
             Err(WriteError::Store(e)) => Err(e.into()),
+        }
+    }
+}
+
+impl PlanWrites {
+    /// Publishes a committed change and clears its outbox mark. A failure changes nothing for the
+    /// client: the commit stands, the mark stays, and the sweep republishes it.
+    async fn announce(&self, event: ChangeEvent) {
+        let (id, version) = (event.plan_id.clone(), event.version);
+        match self.publisher.publish(&event).await {
+            Ok(()) => {
+                if let Err(error) = self.store.mark_published(&id, version).await {
+                    tracing::warn!(plan = %id, version, %error, "published, but the outbox mark stays; the sweep will publish again");
+                }
+            }
+            Err(error) => tracing::warn!(plan = %id, version, %error, "change event not published; left for the sweep"),
         }
     }
 }

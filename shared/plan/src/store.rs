@@ -4,7 +4,9 @@
 //! - `commit` and `delete` are atomic per plan and compare-and-set on the plan version;
 //! - versions only grow, across deletes and re-creates of the same plan id;
 //! - an objectId belongs to at most one live plan; `commit` refuses one owned by another plan;
-//! - `plan` is one round trip, `owner` is one lookup, and `page` costs O(limit), never a scan.
+//! - `plan` is one round trip, `owner` is one lookup, and `page` costs O(limit), never a scan;
+//! - every commit and delete marks its version unpublished in the same atomic step, until
+//!   `mark_published` clears it (the outbox: a change is never lost between store and topic).
 
 use std::fmt;
 
@@ -122,8 +124,33 @@ pub trait PlanWriter: PlanReader {
     /// Writes a whole plan if it is still as `expected`; returns the new version.
     async fn commit(&self, write: PlanWrite) -> Result<u64, WriteError>;
 
-    /// Deletes the plan and releases every objectId it held if it is still at `expected`.
-    async fn delete(&self, id: &ObjectId, expected: u64) -> Result<(), WriteError>;
+    /// Deletes the plan and releases every objectId it held if it is still at `expected`;
+    /// returns the version of the deletion (the tombstone's).
+    async fn delete(&self, id: &ObjectId, expected: u64) -> Result<u64, WriteError>;
+
+    /// Clears the unpublished mark if it is still for `version` (a newer change keeps its own).
+    async fn mark_published(&self, id: &ObjectId, version: u64) -> Result<(), StoreError>;
+}
+
+/// A plan as the reindex job sees it: live or deleted, and whether its latest change still has to
+/// reach the topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanState {
+    pub id: ObjectId,
+    pub version: u64,
+    /// `None` once deleted.
+    pub plan: Option<StoredPlan>,
+    pub unpublished: bool,
+}
+
+/// Walks every plan ever written, a batch at a time. Only the reindex job (sweep, rebuild, drift
+/// check) may walk the whole store; no request path does.
+#[async_trait]
+pub trait StoreWalk: Send + Sync {
+    /// The next batch after `cursor` (`None` starts), and the cursor to continue from, `None` at
+    /// the end. Every plan that exists for the whole walk is seen at least once (Redis' SSCAN may
+    /// repeat one); callers are idempotent.
+    async fn walk(&self, cursor: Option<String>, batch: usize) -> Result<(Vec<PlanState>, Option<String>), StoreError>;
 }
 
 /// A backend that can say whether it is reachable, for `GET /v1/health`.

@@ -6,7 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use plan::ObjectId;
-use plan::store::{Expected, PageMark, PlanPage, PlanReader, PlanWrite, PlanWriter, Probe, StoreError, StoredPlan, WriteError};
+use plan::store::{
+    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, StoreError, StoreWalk, StoredPlan, WriteError,
+};
 
 #[derive(Default)]
 pub struct EmbeddedStore {
@@ -16,7 +18,7 @@ pub struct EmbeddedStore {
 #[derive(Default)]
 struct State {
     /// Every plan id ever written; a deleted plan keeps its version so versions only grow.
-    plans: HashMap<ObjectId, Slot>,
+    plans: BTreeMap<ObjectId, Slot>,
     /// objectId -> the live plan that holds it.
     owners: HashMap<ObjectId, ObjectId>,
     /// Creation order, newest last: of all plans, and of each organisation's.
@@ -28,6 +30,8 @@ struct State {
 struct Slot {
     version: u64,
     live: Option<Live>,
+    /// The outbox mark: this version's change has not reached the topic yet.
+    unpublished: Option<u64>,
 }
 
 struct Live {
@@ -132,11 +136,11 @@ impl PlanWriter for EmbeddedStore {
         }
         let version = version + 1;
         let live = Live { org: write.org, body: write.body, etag: write.etag, seq, object_ids: write.object_ids };
-        state.plans.insert(write.id, Slot { version, live: Some(live) });
+        state.plans.insert(write.id, Slot { version, live: Some(live), unpublished: Some(version) });
         Ok(version)
     }
 
-    async fn delete(&self, id: &ObjectId, expected: u64) -> Result<(), WriteError> {
+    async fn delete(&self, id: &ObjectId, expected: u64) -> Result<u64, WriteError> {
         let mut state = self.state();
         let state = &mut *state;
         let slot = state.plans.get_mut(id).filter(|slot| slot.live.is_some() && slot.version == expected);
@@ -149,7 +153,42 @@ impl PlanWriter for EmbeddedStore {
             state.org_order.entry(live.org).or_default().remove(&live.seq);
         }
         slot.version += 1;
+        slot.unpublished = Some(slot.version);
+        Ok(slot.version)
+    }
+
+    async fn mark_published(&self, id: &ObjectId, version: u64) -> Result<(), StoreError> {
+        if let Some(slot) = self.state().plans.get_mut(id)
+            && slot.unpublished == Some(version)
+        {
+            slot.unpublished = None;
+        }
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StoreWalk for EmbeddedStore {
+    async fn walk(&self, cursor: Option<String>, batch: usize) -> Result<(Vec<PlanState>, Option<String>), StoreError> {
+        use std::ops::Bound;
+        let state = self.state();
+        let after = match &cursor {
+            Some(raw) => Bound::Excluded(ObjectId::parse(raw).map_err(|_| StoreError::corrupt("not a walk cursor"))?),
+            None => Bound::Unbounded,
+        };
+        let states: Vec<PlanState> = state
+            .plans
+            .range((after, Bound::Unbounded))
+            .take(batch.max(1))
+            .map(|(id, slot)| PlanState {
+                id: id.clone(),
+                version: slot.version,
+                plan: state.stored(id),
+                unpublished: slot.unpublished.is_some(),
+            })
+            .collect();
+        let next = if states.len() < batch.max(1) { None } else { states.last().map(|s| s.id.to_string()) };
+        Ok((states, next))
     }
 }
 

@@ -1,12 +1,14 @@
 //! The Redis store (ElastiCache, standalone or cluster mode).
 //!
 //! Keys, all of one plan under one hash tag so each per-plan step is one atomic script in one slot:
-//! - `{p}:plan:{<id>}`      hash: `version`, and while live `body`, `etag`, `org`, `seq`
+//! - `{p}:plan:{<id>}`      hash: `version`, `pending` (the outbox mark: that version's change has
+//!                          not reached the topic yet), and while live `body`, `etag`, `org`, `seq`
 //! - `{p}:plan:{<id>}:ids`  set: every objectId of the live plan
 //! - `{p}:obj:{<oid>}`      string `<planId>:<version>`: who owns an objectId (`:0` while claimed)
 //! - `{<p>:plans}:order`    sorted set: plan id by creation sequence, for newest-first pages
 //! - `{<p>:plans}:order:org:<org>`  the same, for one organisation's plans
 //! - `{<p>:plans}:seq`      counter for that sequence
+//! - `{<p>:plans}:all`      set of every plan id ever created: what the reindex job walks
 //!
 //! A write claims its objectIds first (a claim is owned by the plan and expires unless the commit
 //! confirms it), then commits the plan with one compare-and-set script, then confirms its claims
@@ -20,7 +22,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
-use plan::store::{Expected, PageMark, PlanPage, PlanReader, PlanWrite, PlanWriter, Probe, StoreError, StoredPlan, WriteError};
+use plan::store::{
+    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, StoreError, StoreWalk, StoredPlan, WriteError,
+};
 use plan::{ETag, ObjectId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
@@ -295,8 +299,12 @@ impl PlanWriter for RedisStore {
     async fn commit(&self, write: PlanWrite) -> Result<u64, WriteError> {
         let seq = match write.expected {
             Expected::Absent => {
-                let key = self.keys.seq();
-                let seq: u64 = self.with_conn(|mut conn| async move { redis::cmd("INCR").arg(key).query_async(&mut conn).await }).await?;
+                // Listed for the reindex walk before the first commit, so a crash right after the
+                // commit cannot hide the plan from the sweep. Both keys are in one slot.
+                let (seq_key, all_key, id) = (self.keys.seq(), self.keys.all(), write.id.as_str());
+                let (seq, _): (u64, i64) = self
+                    .with_conn(|mut conn| async move { redis::pipe().incr(seq_key, 1).sadd(all_key, id).query_async(&mut conn).await })
+                    .await?;
                 seq.to_string()
             }
             Expected::Version(_) => String::new(),
@@ -326,7 +334,7 @@ impl PlanWriter for RedisStore {
         Ok(version)
     }
 
-    async fn delete(&self, id: &ObjectId, expected: u64) -> Result<(), WriteError> {
+    async fn delete(&self, id: &ObjectId, expected: u64) -> Result<u64, WriteError> {
         let (plan_key, ids_key) = (self.keys.plan(id), self.keys.plan_ids(id));
         let reply: Vec<Value> =
             self.with_conn(|mut conn| async move { DELETE.key(plan_key).key(ids_key).arg(expected).invoke_async(&mut conn).await }).await?;
@@ -334,7 +342,61 @@ impl PlanWriter for RedisStore {
         let [org, released @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
         self.update_order(id, "", Some(org.as_str()), None).await;
         self.settle_owners(id, tombstone_version, &[], released).await;
+        Ok(tombstone_version)
+    }
+
+    async fn mark_published(&self, id: &ObjectId, version: u64) -> Result<(), StoreError> {
+        let key = self.keys.plan(id);
+        self.with_conn(|mut conn| async move { MARK_PUBLISHED.key(key).arg(version).invoke_async::<i64>(&mut conn).await }).await?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl StoreWalk for RedisStore {
+    async fn walk(&self, cursor: Option<String>, batch: usize) -> Result<(Vec<PlanState>, Option<String>), StoreError> {
+        let all = self.keys.all();
+        let cursor = cursor.unwrap_or_else(|| "0".to_owned());
+        let (next, ids): (String, Vec<String>) = self
+            .with_conn(|mut conn| async move {
+                redis::cmd("SSCAN").arg(all).arg(cursor).arg("COUNT").arg(batch.max(1)).query_async(&mut conn).await
+            })
+            .await?;
+        let ids: Vec<ObjectId> = ids.iter().filter_map(|id| ObjectId::parse(id).ok()).collect();
+        let rows: Vec<(PlanRow, Option<u64>)> = self
+            .with_conn(|conn| {
+                try_join_all(ids.iter().map(move |id| {
+                    let mut conn = conn.clone();
+                    let key = self.keys.plan(id);
+                    async move {
+                        let (version, body, etag, org, pending): (
+                            Option<u64>,
+                            Option<String>,
+                            Option<String>,
+                            Option<String>,
+                            Option<u64>,
+                        ) = redis::cmd("HMGET")
+                            .arg(key)
+                            .arg("version")
+                            .arg("body")
+                            .arg("etag")
+                            .arg("org")
+                            .arg("pending")
+                            .query_async(&mut conn)
+                            .await?;
+                        Ok::<_, RedisError>(((version, body, etag, org), pending))
+                    }
+                }))
+            })
+            .await?;
+        let mut states = Vec::with_capacity(ids.len());
+        for (id, (row, pending)) in ids.into_iter().zip(rows) {
+            // An id whose first write never committed has no version: nothing to walk.
+            let Some(version) = row.0 else { continue };
+            let plan = stored_plan(id.clone(), row)?;
+            states.push(PlanState { id, version, plan, unpublished: pending.is_some() });
+        }
+        Ok((states, Some(next).filter(|n| n != "0")))
     }
 }
 
@@ -438,6 +500,10 @@ impl Keys {
 
     fn order(&self) -> String {
         format!("{{{}:plans}}:order", self.prefix)
+    }
+
+    fn all(&self) -> String {
+        format!("{{{}:plans}}:all", self.prefix)
     }
 
     fn seq(&self) -> String {
@@ -577,7 +643,7 @@ end
 local new_version = version + 1
 local seq = ARGV[4]
 if seq == '' then seq = current[3] end
-redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5])
+redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'pending', new_version)
 local keep = {}
 for i = 6, #ARGV do keep[ARGV[i]] = true end
 local answer = {new_version, seq, (live and current[4]) or ''}
@@ -606,12 +672,24 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| {
 local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org')
 local version = tonumber(current[1]) or 0
 if current[2] == false or version ~= tonumber(ARGV[1]) then return {0} end
-redis.call('HSET', KEYS[1], 'version', version + 1)
+redis.call('HSET', KEYS[1], 'version', version + 1, 'pending', version + 1)
 redis.call('HDEL', KEYS[1], 'body', 'etag', 'seq', 'org')
 local answer = {version + 1, current[3]}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(answer, id) end
 redis.call('DEL', KEYS[2])
 return answer
+",
+    )
+});
+
+/// KEYS: plan hash. ARGV: the published version. Clears the outbox mark only for that version.
+static MARK_PUBLISHED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('HGET', KEYS[1], 'pending') == ARGV[1] then
+  return redis.call('HDEL', KEYS[1], 'pending')
+end
+return 0
 ",
     )
 });

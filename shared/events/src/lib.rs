@@ -1,0 +1,14 @@
+//! Change events: the Kafka producer, the in-process bus of the embedded mode, MSK-shaped batches
+//! and the handler contract the indexer implements.
+
+pub mod batch;
+pub mod bus;
+pub mod kafka;
+mod murmur2;
+pub mod poller;
+
+pub use batch::{BatchError, BatchHandler, ConsumedRecord, DeliveredRecord, delivered_records, msk_event};
+pub use bus::InProcessBus;
+pub use kafka::{KafkaConfig, KafkaPublisher};
+pub use murmur2::partition_for;
+pub use poller::{Offsets, run_poller};

@@ -1,0 +1,117 @@
+//! The local stand-in for the MSK event source mapping: consumes the topic, calls the same batch
+//! handler as the indexer Lambda with MSK-shaped batches, and commits a partition's offset only
+//! after the handler succeeded. A failed batch is retried, never skipped (the handler itself
+//! reports and skips poison records). Offsets live in this process: a restarted poller replays
+//! the topic from the start, which the index absorbs because every document carries its plan
+//! version as an external version.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+
+use crate::batch::{BatchHandler, ConsumedRecord, msk_event};
+use crate::kafka::{KafkaConfig, connect};
+
+/// Bytes fetched per request, at most.
+const MAX_FETCH_BYTES: i32 = 1024 * 1024;
+/// How long a fetch waits for new records on the broker.
+const MAX_WAIT_MS: i32 = 200;
+
+/// The committed offset of each partition: where the next batch starts.
+#[derive(Debug, Default, Clone)]
+pub struct Offsets(Arc<Mutex<HashMap<i32, i64>>>);
+
+impl Offsets {
+    pub fn committed(&self, partition: i32) -> Option<i64> {
+        self.lock().get(&partition).copied()
+    }
+
+    fn commit(&self, partition: i32, next: i64) {
+        self.lock().insert(partition, next);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<i32, i64>> {
+        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Consumes every partition of the topic until the task is aborted.
+pub async fn run_poller(config: KafkaConfig, handler: Arc<dyn BatchHandler>, offsets: Offsets) {
+    let mut delay = Duration::from_millis(100);
+    let partitions = loop {
+        match partitions(&config).await {
+            Ok(partitions) if !partitions.is_empty() => break partitions,
+            Ok(_) => tracing::info!(topic = %config.topic, "waiting for the topic to exist"),
+            Err(error) => tracing::warn!(%error, "poller cannot reach Kafka yet"),
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+    };
+    tracing::info!(topic = %config.topic, partitions = partitions.len(), "poller consuming");
+    let tasks: Vec<_> =
+        partitions.into_iter().map(|p| tokio::spawn(consume_partition(config.clone(), p, handler.clone(), offsets.clone()))).collect();
+    for task in tasks {
+        let _ = task.await;
+    }
+}
+
+async fn partitions(config: &KafkaConfig) -> Result<Vec<i32>, rskafka::client::error::Error> {
+    let client = connect(config).await?;
+    let topics = client.list_topics().await?;
+    Ok(topics.into_iter().find(|t| t.name == config.topic).map(|t| t.partitions.into_iter().collect()).unwrap_or_default())
+}
+
+async fn consume_partition(config: KafkaConfig, partition: i32, handler: Arc<dyn BatchHandler>, offsets: Offsets) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match poll_partition(&config, partition, handler.as_ref(), &offsets).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(partition, %error, "poller lost the broker; reconnecting");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn poll_partition(
+    config: &KafkaConfig,
+    partition: i32,
+    handler: &dyn BatchHandler,
+    offsets: &Offsets,
+) -> Result<(), rskafka::client::error::Error> {
+    let client = connect(config).await?;
+    let partition_client = client.partition_client(config.topic.clone(), partition, UnknownTopicHandling::Retry).await?;
+    let mut next = match offsets.committed(partition) {
+        Some(offset) => offset,
+        None => partition_client.get_offset(OffsetAt::Earliest).await?,
+    };
+    loop {
+        let (records, _high_watermark) = partition_client.fetch_records(next, 1..MAX_FETCH_BYTES, MAX_WAIT_MS).await?;
+        let batch: Vec<ConsumedRecord> = records
+            .into_iter()
+            .filter(|r| r.offset >= next)
+            .map(|r| ConsumedRecord {
+                topic: config.topic.clone(),
+                partition,
+                offset: r.offset,
+                key: r.record.key,
+                value: r.record.value,
+                timestamp_ms: r.record.timestamp.timestamp_millis(),
+            })
+            .collect();
+        let Some(last) = batch.last().map(|r| r.offset) else { continue };
+        let event = msk_event(&batch, "arn:local:poller");
+        let mut delay = Duration::from_millis(50);
+        while let Err(error) = handler.handle(event.clone()).await {
+            tracing::warn!(partition, %error, "batch failed; retrying before committing");
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        next = last + 1;
+        offsets.commit(partition, next);
+    }
+}

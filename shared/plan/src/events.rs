@@ -1,0 +1,159 @@
+//! Change events: one per committed change, keyed by plan id, carrying the full snapshot so that
+//! replaying any suffix of the topic converges to the same index. The format is documented in
+//! `schema/change-event.schema.json` and the README.
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::id::ObjectId;
+use crate::model::Plan;
+
+/// Bumped on any incompatible change of the event format.
+pub const EVENT_SCHEMA_VERSION: u32 = 1;
+
+/// The JSON Schema of a change event.
+pub const CHANGE_EVENT_SCHEMA: &str = include_str!("../schema/change-event.schema.json");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Operation {
+    Upsert,
+    Delete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeEvent {
+    #[serde(rename = "schemaVersion")]
+    pub schema_version: u32,
+    #[serde(rename = "planId")]
+    pub plan_id: ObjectId,
+    /// The plan version this change produced (a delete's is the tombstone version).
+    pub version: u64,
+    pub operation: Operation,
+    /// The whole plan after an upsert; absent for a delete.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub plan: Option<Plan>,
+    /// When the change was committed, RFC 3339 UTC.
+    #[serde(rename = "occurredAt")]
+    pub occurred_at: String,
+    /// The request that made the change (empty for changes replayed by the sweep).
+    #[serde(rename = "requestId")]
+    pub request_id: String,
+}
+
+impl ChangeEvent {
+    pub fn upsert(plan: Plan, version: u64, request_id: &str) -> Self {
+        Self {
+            schema_version: EVENT_SCHEMA_VERSION,
+            plan_id: plan.object_id.clone(),
+            version,
+            operation: Operation::Upsert,
+            plan: Some(plan),
+            occurred_at: now_rfc3339(),
+            request_id: request_id.to_owned(),
+        }
+    }
+
+    pub fn delete(plan_id: ObjectId, version: u64, request_id: &str) -> Self {
+        Self {
+            schema_version: EVENT_SCHEMA_VERSION,
+            plan_id,
+            version,
+            operation: Operation::Delete,
+            plan: None,
+            occurred_at: now_rfc3339(),
+            request_id: request_id.to_owned(),
+        }
+    }
+
+    /// Parses an event and checks what serde cannot: a supported schema version, and a snapshot
+    /// exactly when the operation is an upsert, for the same plan.
+    pub fn decode(bytes: &[u8]) -> Result<Self, String> {
+        let event: Self = serde_json::from_slice(bytes).map_err(|e| format!("not a change event: {e}"))?;
+        if event.schema_version != EVENT_SCHEMA_VERSION {
+            return Err(format!("unsupported schemaVersion {}", event.schema_version));
+        }
+        match (&event.operation, &event.plan) {
+            (Operation::Upsert, Some(plan)) if plan.object_id == event.plan_id => Ok(event),
+            (Operation::Upsert, Some(_)) => Err("the snapshot's objectId differs from planId".to_owned()),
+            (Operation::Upsert, None) => Err("an upsert without a plan snapshot".to_owned()),
+            (Operation::Delete, None) => Ok(event),
+            (Operation::Delete, Some(_)) => Err("a delete must not carry a snapshot".to_owned()),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        // Serializing these derived types cannot fail.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+fn now_rfc3339() -> String {
+    let now = time::OffsetDateTime::now_utc();
+    now.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("could not publish the change event: {source}")]
+pub struct PublishError {
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+impl PublishError {
+    pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { source: source.into() }
+    }
+}
+
+/// Where committed changes go: the Kafka topic, or the in-process bus locally.
+/// `publish` returns only once the event is durably acknowledged (acks = all), or fails within
+/// the adapter's own deadline.
+#[async_trait]
+pub trait ChangePublisher: Send + Sync {
+    async fn publish(&self, event: &ChangeEvent) -> Result<(), PublishError>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> Plan {
+        crate::validate::parse_plan(serde_json::from_str(include_str!("../../../examples/plan.json")).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn events_round_trip_and_match_their_schema() {
+        let schema: serde_json::Value = serde_json::from_str(CHANGE_EVENT_SCHEMA).unwrap();
+        let plan_schema: serde_json::Value = serde_json::from_str(crate::PLAN_SCHEMA).unwrap();
+        let registry =
+            jsonschema::Registry::new().add("https://healthplan.dev/schemas/plan.schema.json", plan_schema).unwrap().prepare().unwrap();
+        let validator = jsonschema::options().with_registry(&registry).build(&schema).unwrap();
+        let upsert = ChangeEvent::upsert(plan(), 3, "req-1");
+        let delete = ChangeEvent::delete(upsert.plan_id.clone(), 4, "req-2");
+        for event in [upsert, delete] {
+            let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
+            let errors: Vec<String> = validator.iter_errors(&json).map(|e| e.to_string()).collect();
+            assert!(errors.is_empty(), "{errors:?}");
+            assert_eq!(ChangeEvent::decode(&event.to_json()).unwrap(), event);
+        }
+    }
+
+    #[test]
+    fn inconsistent_events_are_refused() {
+        let mut event = ChangeEvent::upsert(plan(), 1, "");
+        event.plan = None;
+        assert!(ChangeEvent::decode(&event.to_json()).is_err());
+        let mut event = ChangeEvent::delete(ObjectId::parse("x").unwrap(), 2, "");
+        event.plan = Some(plan());
+        assert!(ChangeEvent::decode(&event.to_json()).is_err());
+        let mut event = ChangeEvent::upsert(plan(), 1, "");
+        event.schema_version = 2;
+        assert!(ChangeEvent::decode(&event.to_json()).is_err());
+        assert!(ChangeEvent::decode(b"{not json").is_err());
+        let mut event = ChangeEvent::upsert(plan(), 1, "");
+        event.plan_id = ObjectId::parse("other").unwrap();
+        assert!(ChangeEvent::decode(&event.to_json()).is_err());
+    }
+}

@@ -1,0 +1,122 @@
+//! Change events from the HTTP API: one per committed change, and none lost when the broker is
+//! down (the outbox mark and the sweep).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use plan::WritePolicy;
+use plan::events::Operation;
+use plan::jobs::sweep;
+use plan::store::{PlanWriter, StoreWalk};
+use plan_e2e::app::{header, spawn_with};
+use plan_e2e::{RecordingPublisher, redis_store, tag, unique_plan};
+use plan_http::backends::Store;
+use plan_store::EmbeddedStore;
+use serde_json::{Value, json};
+
+async fn unpublished(walk: &dyn StoreWalk) -> BTreeMap<String, u64> {
+    let mut marked = BTreeMap::new();
+    let mut cursor = None;
+    loop {
+        let (states, next) = walk.walk(cursor, 3).await.unwrap();
+        for state in states.into_iter().filter(|s| s.unpublished) {
+            marked.insert(state.id.to_string(), state.version);
+        }
+        match next {
+            Some(next) => cursor = Some(next),
+            None => return marked,
+        }
+    }
+}
+
+async fn one_event_per_committed_change<S: Store + 'static>(store: Arc<S>) {
+    let publisher = Arc::new(RecordingPublisher::default());
+    let app = spawn_with(store.clone(), publisher.clone(), WritePolicy::default()).await;
+    let plan = unique_plan(&tag());
+    let id = plan["objectId"].as_str().unwrap().to_owned();
+
+    let created = app.create(&plan).await;
+    let create_request = header(&created, "x-request-id");
+    let etag = header(&created, "etag");
+    let patched = app.merge_patch(&id, &json!({"planType": "outOfNetwork"}), Some(&etag)).await;
+    let etag = header(&patched, "etag");
+    let stored: Value = patched.json().await.unwrap();
+    let unchanged = app.put(&id, &stored, Some(&etag)).await;
+    assert_eq!(unchanged.status(), 200);
+    assert_eq!(app.delete(&id, Some(&etag)).await.status(), 204);
+
+    let events: Vec<_> = publisher.events().into_iter().filter(|e| e.plan_id.as_str() == id).collect();
+    let summary: Vec<(Operation, u64)> = events.iter().map(|e| (e.operation, e.version)).collect();
+    assert_eq!(summary, [(Operation::Upsert, 1), (Operation::Upsert, 2), (Operation::Delete, 3)], "a no-op PUT emits nothing");
+    assert_eq!(serde_json::to_value(events[0].plan.as_ref().unwrap()).unwrap(), plan, "a full snapshot");
+    assert_eq!(serde_json::to_value(events[1].plan.as_ref().unwrap()).unwrap(), stored);
+    assert!(events[2].plan.is_none());
+    assert_eq!(events[0].request_id, create_request);
+    assert!(unpublished(store.as_ref()).await.is_empty(), "every published change is unmarked");
+}
+
+async fn writes_while_the_broker_is_down_are_swept_later<S: Store + 'static>(store: Arc<S>) {
+    let publisher = Arc::new(RecordingPublisher::default());
+    let app = spawn_with(store.clone(), publisher.clone(), WritePolicy::default()).await;
+    let (kept, changed, deleted) = (unique_plan(&tag()), unique_plan(&tag()), unique_plan(&tag()));
+    for plan in [&kept, &changed, &deleted] {
+        assert_eq!(app.create(plan).await.status(), 201);
+    }
+    publisher.set_down(true);
+    let id = |plan: &Value| plan["objectId"].as_str().unwrap().to_owned();
+    let etag = app.etag(&id(&changed)).await;
+    let response = app.merge_patch(&id(&changed), &json!({"planType": "outOfNetwork"}), Some(&etag)).await;
+    assert_eq!(response.status(), 200, "the write succeeds although the broker is down");
+    let etag = app.etag(&id(&deleted)).await;
+    assert_eq!(app.delete(&id(&deleted), Some(&etag)).await.status(), 204);
+    let created_while_down = unique_plan(&tag());
+    assert_eq!(app.create(&created_while_down).await.status(), 201);
+
+    let marked = unpublished(store.as_ref()).await;
+    let expected = BTreeMap::from([(id(&changed), 2), (id(&deleted), 2), (id(&created_while_down), 1)]);
+    assert_eq!(marked, expected, "exactly the unpublished changes are marked");
+
+    // While the broker is still down the sweep stops at once and loses nothing.
+    assert!(sweep(store.as_ref(), store.as_ref() as &dyn PlanWriter, publisher.as_ref()).await.is_err());
+    assert_eq!(unpublished(store.as_ref()).await, expected);
+
+    publisher.set_down(false);
+    let before = publisher.events().len();
+    let report = sweep(store.as_ref(), store.as_ref() as &dyn PlanWriter, publisher.as_ref()).await.unwrap();
+    assert_eq!(report.republished, 3);
+    let swept: BTreeMap<String, (Operation, u64)> =
+        publisher.events()[before..].iter().map(|e| (e.plan_id.to_string(), (e.operation, e.version))).collect();
+    assert_eq!(
+        swept,
+        BTreeMap::from([
+            (id(&changed), (Operation::Upsert, 2)),
+            (id(&deleted), (Operation::Delete, 2)),
+            (id(&created_while_down), (Operation::Upsert, 1)),
+        ])
+    );
+    assert!(unpublished(store.as_ref()).await.is_empty());
+    let again = sweep(store.as_ref(), store.as_ref() as &dyn PlanWriter, publisher.as_ref()).await.unwrap();
+    assert_eq!(again.republished, 0, "a second sweep has nothing to do");
+}
+
+#[tokio::test]
+async fn embedded_one_event_per_committed_change() {
+    one_event_per_committed_change(Arc::new(EmbeddedStore::new())).await;
+}
+
+#[tokio::test]
+async fn embedded_writes_while_the_broker_is_down_are_swept_later() {
+    writes_while_the_broker_is_down_are_swept_later(Arc::new(EmbeddedStore::new())).await;
+}
+
+#[tokio::test]
+async fn redis_one_event_per_committed_change() {
+    let Some(store) = redis_store() else { return };
+    one_event_per_committed_change(store).await;
+}
+
+#[tokio::test]
+async fn redis_writes_while_the_broker_is_down_are_swept_later() {
+    let Some(store) = redis_store() else { return };
+    writes_while_the_broker_is_down_are_swept_later(store).await;
+}

@@ -1,0 +1,87 @@
+//! The Kafka adapter against a real broker (tansu from the test script, or any Kafka through
+//! PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS: docker compose, MSK).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use plan::events::{ChangeEvent, ChangePublisher, Operation};
+use plan::store::Probe;
+use plan_e2e::{service_var, tag, unique_plan};
+use plan_events::{KafkaConfig, KafkaPublisher, partition_for};
+use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
+
+fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
+    KafkaConfig {
+        bootstrap_servers: vec![bootstrap.to_owned()],
+        topic: topic.to_owned(),
+        tls: false,
+        timeout: Duration::from_secs(5),
+        create_partitions: 3,
+    }
+}
+
+/// Every record of every partition of a topic, as (partition, key, event).
+async fn read_all(config: &KafkaConfig) -> Vec<(i32, String, ChangeEvent)> {
+    let client = plan_events::kafka::connect(config).await.unwrap();
+    let mut out = Vec::new();
+    for partition in 0..config.create_partitions {
+        let partition_client = client.partition_client(config.topic.clone(), partition, UnknownTopicHandling::Retry).await.unwrap();
+        let mut offset = partition_client.get_offset(OffsetAt::Earliest).await.unwrap();
+        loop {
+            let (records, _) = partition_client.fetch_records(offset, 1..1_000_000, 100).await.unwrap();
+            let records: Vec<_> = records.into_iter().filter(|r| r.offset >= offset).collect();
+            let Some(last) = records.last().map(|r| r.offset) else { break };
+            for record in records {
+                let key = String::from_utf8(record.record.key.unwrap()).unwrap();
+                out.push((partition, key, ChangeEvent::decode(&record.record.value.unwrap()).unwrap()));
+            }
+            offset = last + 1;
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn events_are_keyed_by_plan_and_keep_per_plan_order() {
+    let Some(bootstrap) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
+    let config = config(&bootstrap, &format!("plan_operations_test_{}", tag()));
+    let publisher = KafkaPublisher::new(config.clone());
+    publisher.ping().await.unwrap();
+    let plans: Vec<_> = (0..4).map(|_| plan::validate::parse_plan(unique_plan(&tag())).unwrap()).collect();
+    for version in 1..=3 {
+        for plan in &plans {
+            publisher.publish(&ChangeEvent::upsert(plan.clone(), version, "req")).await.unwrap();
+        }
+    }
+    publisher.publish(&ChangeEvent::delete(plans[0].object_id.clone(), 4, "req-delete")).await.unwrap();
+
+    let records = read_all(&config).await;
+    assert_eq!(records.len(), 4 * 3 + 1);
+    let mut versions: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    for (partition, key, event) in &records {
+        assert_eq!(key, event.plan_id.as_str(), "keyed by plan id");
+        assert_eq!(*partition, partition_for(key.as_bytes(), 3), "Kafka's default partitioner");
+        versions.entry(key.clone()).or_default().push(event.version);
+    }
+    for plan in &plans[1..] {
+        assert_eq!(versions[plan.object_id.as_str()], [1, 2, 3], "per-plan order");
+    }
+    assert_eq!(versions[plans[0].object_id.as_str()], [1, 2, 3, 4]);
+    let last = records.iter().find(|(_, _, e)| e.version == 4).unwrap();
+    assert_eq!(last.2.operation, Operation::Delete);
+    assert!(last.2.plan.is_none());
+}
+
+#[tokio::test]
+async fn an_unreachable_broker_fails_within_the_deadline() {
+    let Some(_) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut config = config(&format!("127.0.0.1:{port}"), "nowhere");
+    config.timeout = Duration::from_millis(500);
+    let publisher = KafkaPublisher::new(config);
+    let event = ChangeEvent::upsert(plan::validate::parse_plan(unique_plan(&tag())).unwrap(), 1, "");
+    let started = std::time::Instant::now();
+    assert!(publisher.publish(&event).await.is_err());
+    assert!(publisher.ping().await.is_err());
+    eprintln!("unreachable broker: publish failed after {:?}", started.elapsed());
+}
