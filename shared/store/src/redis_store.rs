@@ -1,8 +1,8 @@
 //! The Redis store (ElastiCache, standalone or cluster mode).
 //!
 //! Keys, all of one plan under one hash tag so each per-plan step is one atomic script in one slot:
-//! - `{p}:plan:{<id>}`      hash: `version`, `pending` (the outbox mark: that version's change has
-//!                          not reached the topic yet), and while live `body`, `etag`, `org`, `seq`
+//! - `{p}:plan:{<id>}`      hash: `version`, `pending` (the outbox mark: that version's change
+//!   has not reached the topic yet), and while live `body`, `etag`, `org`, `seq`
 //! - `{p}:plan:{<id>}:ids`  set: every objectId of the live plan
 //! - `{p}:obj:{<oid>}`      string `<planId>:<version>`: who owns an objectId (`:0` while claimed)
 //! - `{<p>:plans}:order`    sorted set: plan id by creation sequence, for newest-first pages
