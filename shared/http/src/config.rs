@@ -105,7 +105,20 @@ impl Config {
                 if urls.is_empty() || !urls.iter().all(|u| u.starts_with("redis://") || u.starts_with("rediss://")) {
                     problems.push("REDIS_URL: redis:// or rediss:// URL(s), comma-separated for cluster nodes".to_owned());
                 }
-                Some(RedisConfig { cluster: cluster || urls.len() > 1, urls, key_prefix, op_timeout: Duration::from_millis(timeout_ms) })
+                let ca_pem = var("REDIS_CA_FILE").and_then(|path| match std::fs::read(path) {
+                    Ok(pem) => Some(pem),
+                    Err(error) => {
+                        problems.push(format!("REDIS_CA_FILE: cannot read {path}: {error}"));
+                        None
+                    }
+                });
+                Some(RedisConfig {
+                    cluster: cluster || urls.len() > 1,
+                    urls,
+                    key_prefix,
+                    op_timeout: Duration::from_millis(timeout_ms),
+                    ca_pem,
+                })
             }
             None if deployment == Deployment::Lambda => {
                 problems.push("REDIS_URL is required on Lambda (the embedded store is for the local server)".to_owned());

@@ -46,6 +46,9 @@ pub struct RedisConfig {
     pub key_prefix: String,
     /// Upper bound for one store operation, reconnects included.
     pub op_timeout: Duration,
+    /// PEM of the CA that signed the server's certificate, for `rediss://` with a private CA
+    /// (ElastiCache's certificates chain to public roots and need none).
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for RedisConfig {
@@ -56,6 +59,7 @@ impl std::fmt::Debug for RedisConfig {
             .field("cluster", &self.cluster)
             .field("key_prefix", &self.key_prefix)
             .field("op_timeout", &self.op_timeout)
+            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "set"))
             .finish()
     }
 }
@@ -73,16 +77,22 @@ impl RedisStore {
         let connect_timeout = config.op_timeout.mul_f32(0.4);
         let response_timeout = config.op_timeout.mul_f32(0.6);
         let conn = if config.cluster || config.urls.len() > 1 {
-            let client = ClusterClient::builder(config.urls.clone())
+            let mut builder = ClusterClient::builder(config.urls.clone())
                 .connection_timeout(connect_timeout)
                 .response_timeout(response_timeout)
-                .retries(1)
-                .build()
-                .map_err(StoreError::unavailable)?;
+                .retries(1);
+            if let Some(certs) = certificates(config) {
+                builder = builder.certs(certs);
+            }
+            let client = builder.build().map_err(StoreError::unavailable)?;
             Connection::Cluster { client: Box::new(client), conn: Arc::new(OnceCell::new()) }
         } else {
             let url = config.urls.first().ok_or_else(|| StoreError::unavailable("no Redis URL"))?;
-            let client = redis::Client::open(url.as_str()).map_err(StoreError::unavailable)?;
+            let client = match certificates(config) {
+                Some(certs) => redis::Client::build_with_tls(url.as_str(), certs),
+                None => redis::Client::open(url.as_str()),
+            }
+            .map_err(StoreError::unavailable)?;
             let manager_config = ConnectionManagerConfig::new()
                 .set_connection_timeout(Some(connect_timeout))
                 .set_response_timeout(Some(response_timeout))
@@ -410,6 +420,10 @@ impl Probe for RedisStore {
         let pong: String = self.with_conn(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await }).await?;
         if pong == "PONG" { Ok(()) } else { Err(StoreError::unavailable(format!("PING answered {pong:?}"))) }
     }
+}
+
+fn certificates(config: &RedisConfig) -> Option<redis::TlsCertificates> {
+    config.ca_pem.clone().map(|root| redis::TlsCertificates { client_tls: None, root_cert: Some(root) })
 }
 
 /// `version`, `body`, `etag`, `org` of a plan hash; all but the version are absent once deleted.
