@@ -7,7 +7,7 @@ use std::time::Duration;
 use plan::events::{ChangeEvent, ChangePublisher, Operation};
 use plan::store::Probe;
 use plan_e2e::{service_var, tag, unique_plan};
-use plan_events::{KafkaConfig, KafkaPublisher, partition_for};
+use plan_events::{KafkaAuth, KafkaConfig, KafkaPublisher, partition_for};
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 
 fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
@@ -17,6 +17,7 @@ fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
         tls: false,
         timeout: Duration::from_secs(5),
         create_partitions: 3,
+        auth: KafkaAuth::None,
     }
 }
 

@@ -28,6 +28,18 @@ pub struct KafkaConfig {
     pub timeout: Duration,
     /// Partitions for the topic when this client has to create it (local brokers).
     pub create_partitions: i32,
+    /// How the brokers authenticate this client.
+    pub auth: KafkaAuth,
+}
+
+/// Broker authentication.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KafkaAuth {
+    /// None (local brokers, or MSK's plaintext/TLS listeners).
+    None,
+    /// Amazon MSK IAM: SASL OAUTHBEARER with tokens signed by the function's role for `region`.
+    /// Needs the `msk` feature.
+    MskIam { region: String },
 }
 
 /// A producer with durable acknowledgement (rskafka always asks for acks = all), connected on
@@ -146,6 +158,15 @@ pub async fn connect(config: &KafkaConfig) -> Result<Arc<Client>, rskafka::clien
     let mut builder = ClientBuilder::new(config.bootstrap_servers.clone()).client_id("plan-api").backoff_config(backoff);
     if config.tls {
         builder = builder.tls_config(Arc::new(tls_config()));
+    }
+    match &config.auth {
+        KafkaAuth::None => {}
+        #[cfg(feature = "msk")]
+        KafkaAuth::MskIam { region } => builder = builder.sasl_config(crate::msk::iam_sasl(region.clone())),
+        #[cfg(not(feature = "msk"))]
+        KafkaAuth::MskIam { .. } => {
+            return Err(rskafka::client::error::Error::InvalidResponse("MSK IAM authentication needs the `msk` feature".into()));
+        }
     }
     builder.build().await.map(Arc::new)
 }

@@ -4,11 +4,13 @@
 pub mod batch;
 pub mod bus;
 pub mod kafka;
+#[cfg(feature = "msk")]
+pub mod msk;
 mod murmur2;
 pub mod poller;
 
 pub use batch::{BatchError, BatchHandler, ConsumedRecord, DeliveredRecord, delivered_records, msk_event};
 pub use bus::InProcessBus;
-pub use kafka::{KafkaConfig, KafkaPublisher};
+pub use kafka::{KafkaAuth, KafkaConfig, KafkaPublisher};
 pub use murmur2::partition_for;
 pub use poller::{Offsets, run_poller};

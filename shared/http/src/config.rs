@@ -7,7 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use plan::WritePolicy;
-use plan_events::KafkaConfig;
+use plan_events::{KafkaAuth, KafkaConfig};
 use plan_store::RedisConfig;
 
 /// Where the handlers run: on Lambda a real store is mandatory; locally the embedded one is the
@@ -28,6 +28,9 @@ pub struct Config {
     /// (default 3, used only when this process creates the topic). Unset: the in-process bus
     /// (local server only).
     pub kafka: Option<KafkaConfig>,
+    /// `MSK_CLUSTER_ARN`: with no `KAFKA_BOOTSTRAP_SERVERS`, the brokers are looked up once per
+    /// cold start with MSK's GetBootstrapBrokers (IAM listener; `msk` feature).
+    pub msk_cluster_arn: Option<String>,
     /// `KAFKA_DLQ_TOPIC` (default `<KAFKA_TOPIC>.dlq`): where the indexer sends poison records.
     pub dead_letter_topic: String,
     /// `REQUIRE_IF_MATCH` (default `true`): writes to an existing plan need If-Match (else 428).
@@ -85,18 +88,49 @@ impl Config {
         let partitions = parse_or(var("KAFKA_PARTITIONS"), 3, "KAFKA_PARTITIONS", "a partition count from 1 to 1000", &mut problems, |v| {
             v.parse::<i32>().ok().filter(|n| (1..=1000).contains(n))
         });
-        let kafka = var("KAFKA_BOOTSTRAP_SERVERS").map(|raw| {
-            let servers: Vec<String> = raw.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
-            if servers.is_empty() || !servers.iter().all(|s| s.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok())) {
-                problems.push("KAFKA_BOOTSTRAP_SERVERS: comma-separated host:port pairs".to_owned());
+        let msk_cluster_arn = var("MSK_CLUSTER_ARN").map(str::to_owned);
+        if let Some(arn) = &msk_cluster_arn
+            && !arn.starts_with("arn:aws")
+        {
+            problems.push("MSK_CLUSTER_ARN: an MSK cluster ARN (arn:aws:kafka:...)".to_owned());
+        }
+        let auth = match var("KAFKA_AUTH").unwrap_or(if msk_cluster_arn.is_some() { "iam" } else { "none" }) {
+            "none" => KafkaAuth::None,
+            "iam" => match var("AWS_REGION") {
+                Some(region) => KafkaAuth::MskIam { region: region.to_owned() },
+                None => {
+                    problems.push("KAFKA_AUTH=iam needs AWS_REGION (Lambda sets it)".to_owned());
+                    KafkaAuth::None
+                }
+            },
+            other => {
+                problems.push(format!("KAFKA_AUTH: expected none or iam, got {other:?}"));
+                KafkaAuth::None
             }
-            KafkaConfig {
-                bootstrap_servers: servers,
-                topic: topic.clone(),
-                tls: kafka_tls,
-                timeout: Duration::from_millis(kafka_timeout_ms),
-                create_partitions: partitions,
+        };
+        if auth != KafkaAuth::None && !cfg!(feature = "msk") {
+            problems.push("KAFKA_AUTH=iam / MSK_CLUSTER_ARN: this build lacks the `msk` feature".to_owned());
+        }
+        let servers: Option<Vec<String>> = match (var("KAFKA_BOOTSTRAP_SERVERS"), &msk_cluster_arn) {
+            (Some(raw), _) => {
+                let servers: Vec<String> = raw.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
+                if servers.is_empty() || !servers.iter().all(|s| s.rsplit_once(':').is_some_and(|(_, port)| port.parse::<u16>().is_ok())) {
+                    problems.push("KAFKA_BOOTSTRAP_SERVERS: comma-separated host:port pairs".to_owned());
+                }
+                Some(servers)
             }
+            // Resolved at cold start from the cluster ARN.
+            (None, Some(_)) => Some(Vec::new()),
+            (None, None) => None,
+        };
+        let kafka = servers.map(|bootstrap_servers| KafkaConfig {
+            bootstrap_servers,
+            topic: topic.clone(),
+            // MSK's IAM listener is TLS-only.
+            tls: kafka_tls || auth != KafkaAuth::None,
+            timeout: Duration::from_millis(kafka_timeout_ms),
+            create_partitions: partitions,
+            auth,
         });
 
         let redis = match var("REDIS_URL") {
@@ -128,10 +162,24 @@ impl Config {
         };
 
         if problems.is_empty() {
-            Ok(Self { redis, kafka, dead_letter_topic, write_policy: WritePolicy { require_if_match }, host, port })
+            Ok(Self { redis, kafka, msk_cluster_arn, dead_letter_topic, write_policy: WritePolicy { require_if_match }, host, port })
         } else {
             Err(ConfigError { problems })
         }
+    }
+}
+
+impl Config {
+    /// Looks up the brokers of `MSK_CLUSTER_ARN` when no bootstrap servers were given; once per
+    /// cold start.
+    #[cfg(feature = "msk")]
+    pub async fn resolve_msk_brokers(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        if let (Some(kafka), Some(arn)) = (self.kafka.as_mut(), self.msk_cluster_arn.as_deref())
+            && kafka.bootstrap_servers.is_empty()
+        {
+            kafka.bootstrap_servers = plan_events::msk::bootstrap_brokers(arn).await?;
+        }
+        Ok(())
     }
 }
 
