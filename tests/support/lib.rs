@@ -5,6 +5,7 @@ pub mod app;
 mod publisher;
 
 pub use publisher::RecordingPublisher;
+pub mod index;
 
 use std::sync::Arc;
 use std::time::Duration;
