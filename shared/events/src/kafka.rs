@@ -12,7 +12,7 @@ use rskafka::BackoffConfig;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
-use tokio::sync::{Mutex, OnceCell};
+use tokio::sync::Mutex;
 
 use crate::murmur2::partition_for;
 
@@ -43,78 +43,88 @@ pub enum KafkaAuth {
 }
 
 /// A producer with durable acknowledgement (rskafka always asks for acks = all), connected on
-/// first use so that a cold start never waits for the brokers.
+/// first use so that a cold start never waits for the brokers. After a failed produce the
+/// connection, the topic metadata and the partition clients are all dropped and rebuilt on the
+/// next call: a restarted broker, a moved partition leader or a re-created topic are picked up.
 pub struct KafkaPublisher {
     config: KafkaConfig,
-    client: OnceCell<Arc<Client>>,
-    partitions: Mutex<HashMap<i32, Arc<PartitionClient>>>,
-    partition_count: OnceCell<i32>,
+    connection: Mutex<Option<Arc<Connection>>>,
 }
+
+/// A live client and what it learnt about the topic.
+struct Connection {
+    client: Arc<Client>,
+    partition_count: i32,
+    partitions: Mutex<HashMap<i32, Arc<PartitionClient>>>,
+}
+
+type KafkaError = rskafka::client::error::Error;
 
 impl KafkaPublisher {
     pub fn new(config: KafkaConfig) -> Self {
-        Self { config, client: OnceCell::new(), partitions: Mutex::new(HashMap::new()), partition_count: OnceCell::new() }
+        Self { config, connection: Mutex::new(None) }
     }
 
     pub fn topic(&self) -> &str {
         &self.config.topic
     }
 
-    async fn client(&self) -> Result<Arc<Client>, rskafka::client::error::Error> {
-        self.client.get_or_try_init(|| connect(&self.config)).await.cloned()
+    async fn connection(&self) -> Result<Arc<Connection>, KafkaError> {
+        let mut slot = self.connection.lock().await;
+        if let Some(connection) = slot.as_ref() {
+            return Ok(connection.clone());
+        }
+        let client = connect(&self.config).await?;
+        let partition_count = self.partition_count(&client).await?;
+        let connection = Arc::new(Connection { client, partition_count, partitions: Mutex::new(HashMap::new()) });
+        *slot = Some(connection.clone());
+        Ok(connection)
     }
 
     /// The topic's partition count, creating the topic when it does not exist yet.
-    async fn partition_count(&self, client: &Client) -> Result<i32, rskafka::client::error::Error> {
-        self.partition_count
-            .get_or_try_init(|| async {
-                let topics = client.list_topics().await?;
-                if let Some(topic) = topics.iter().find(|t| t.name == self.config.topic) {
-                    return Ok(topic.partitions.len().max(1) as i32);
-                }
-                let controller = client.controller_client()?;
-                match controller.create_topic(&self.config.topic, self.config.create_partitions, 1, 5_000).await {
-                    Ok(()) => Ok(self.config.create_partitions),
-                    // Created meanwhile by someone else: ask again.
-                    Err(_) => {
-                        let topics = client.list_topics().await?;
-                        Ok(topics
-                            .iter()
-                            .find(|t| t.name == self.config.topic)
-                            .map_or(self.config.create_partitions, |t| t.partitions.len() as i32))
-                    }
-                }
-            })
-            .await
-            .copied()
+    async fn partition_count(&self, client: &Client) -> Result<i32, KafkaError> {
+        let count = |topics: &[rskafka::topic::Topic]| {
+            topics.iter().find(|t| t.name == self.config.topic).map(|t| t.partitions.len().max(1) as i32)
+        };
+        if let Some(n) = count(&client.list_topics().await?) {
+            return Ok(n);
+        }
+        let controller = client.controller_client()?;
+        match controller.create_topic(&self.config.topic, self.config.create_partitions, 1, 5_000).await {
+            Ok(()) => Ok(self.config.create_partitions),
+            // Created meanwhile by someone else: ask again.
+            Err(_) => Ok(count(&client.list_topics().await?).unwrap_or(self.config.create_partitions)),
+        }
     }
 
-    async fn partition_client(&self, partition: i32) -> Result<Arc<PartitionClient>, rskafka::client::error::Error> {
-        let mut clients = self.partitions.lock().await;
+    async fn partition_client(&self, connection: &Connection, partition: i32) -> Result<Arc<PartitionClient>, KafkaError> {
+        let mut clients = connection.partitions.lock().await;
         if let Some(client) = clients.get(&partition) {
             return Ok(client.clone());
         }
-        let client = self.client().await?;
-        let partition_client = Arc::new(client.partition_client(self.config.topic.clone(), partition, UnknownTopicHandling::Retry).await?);
-        clients.insert(partition, partition_client.clone());
-        Ok(partition_client)
+        let client = Arc::new(connection.client.partition_client(self.config.topic.clone(), partition, UnknownTopicHandling::Retry).await?);
+        clients.insert(partition, client.clone());
+        Ok(client)
     }
 
     /// Produces one keyed record; returns its partition and offset.
     pub async fn produce(&self, key: &str, value: Vec<u8>, headers: BTreeMap<String, Vec<u8>>) -> Result<(i32, i64), PublishError> {
         let work = async {
-            let client = self.client().await?;
-            let partitions = self.partition_count(&client).await?;
-            let partition = partition_for(key.as_bytes(), partitions);
-            let partition_client = self.partition_client(partition).await?;
+            let connection = self.connection().await?;
+            let partition = partition_for(key.as_bytes(), connection.partition_count);
+            let partition_client = self.partition_client(&connection, partition).await?;
             let record = Record { key: Some(key.as_bytes().to_vec()), value: Some(value), headers, timestamp: chrono::Utc::now() };
             let offsets = partition_client.produce(vec![record], Compression::NoCompression).await?;
-            Ok::<_, rskafka::client::error::Error>((partition, offsets.first().copied().unwrap_or_default()))
+            Ok::<_, KafkaError>((partition, offsets.first().copied().unwrap_or_default()))
         };
-        match tokio::time::timeout(self.config.timeout, work).await {
+        let result = match tokio::time::timeout(self.config.timeout, work).await {
             Ok(result) => result.map_err(PublishError::new),
             Err(_) => Err(PublishError::new(format!("Kafka did not acknowledge within {:?}", self.config.timeout))),
+        };
+        if result.is_err() {
+            *self.connection.lock().await = None;
         }
+        result
     }
 }
 
@@ -136,7 +146,7 @@ impl Probe for KafkaPublisher {
 
     async fn ping(&self) -> Result<(), StoreError> {
         let check = async {
-            let client = self.client().await?;
+            let client = connect(&self.config).await?;
             client.list_topics().await.map(drop)
         };
         match tokio::time::timeout(self.config.timeout, check).await {

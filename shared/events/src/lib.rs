@@ -3,11 +3,13 @@
 
 pub mod batch;
 pub mod bus;
+pub mod indexer;
 pub mod kafka;
 #[cfg(feature = "msk")]
 pub mod msk;
 mod murmur2;
 pub mod poller;
+pub mod reindex;
 
 pub use batch::{BatchError, BatchHandler, ConsumedRecord, DeliveredRecord, delivered_records, msk_event};
 pub use bus::InProcessBus;

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 
 use crate::batch::{BatchHandler, ConsumedRecord, msk_event};
@@ -90,7 +91,18 @@ async fn poll_partition(
         None => partition_client.get_offset(OffsetAt::Earliest).await?,
     };
     loop {
-        let (records, _high_watermark) = partition_client.fetch_records(next, 1..MAX_FETCH_BYTES, MAX_WAIT_MS).await?;
+        let records = match partition_client.fetch_records(next, 1..MAX_FETCH_BYTES, MAX_WAIT_MS).await {
+            Ok((records, _high_watermark)) => records,
+            // Like auto.offset.reset=earliest: the log was truncated (retention) or the topic
+            // re-created under us; carry on from what the partition holds now.
+            Err(rskafka::client::error::Error::ServerError { protocol_error: ProtocolError::OffsetOutOfRange, .. }) => {
+                let earliest = partition_client.get_offset(OffsetAt::Earliest).await?;
+                tracing::warn!(partition, committed = next, earliest, "committed offset out of range; resuming from the earliest");
+                next = earliest;
+                continue;
+            }
+            Err(error) => return Err(error),
+        };
         let batch: Vec<ConsumedRecord> = records
             .into_iter()
             .filter(|r| r.offset >= next)

@@ -8,16 +8,20 @@ use async_trait::async_trait;
 use plan::events::{ChangeEvent, ChangePublisher, PublishError};
 use plan::store::{PlanWriter, Probe, StoreError, StoreWalk};
 use plan::{PlanReads, PlanWrites, WritePolicy};
-use plan_events::KafkaPublisher;
+use plan_events::indexer::{DeadLetters, Indexer, KafkaDeadLetters, MemoryDeadLetters};
+use plan_events::{InProcessBus, KafkaPublisher};
+use plan_index::{EmbeddedIndex, PlanIndex};
 use plan_store::{EmbeddedStore, RedisStore};
 
-use crate::config::Config;
+use crate::config::{Config, Deployment};
 
 #[derive(Clone)]
 pub struct Backends {
     store: Arc<dyn PlanWriter>,
     walk: Arc<dyn StoreWalk>,
     publisher: Arc<dyn ChangePublisher>,
+    index: Arc<dyn PlanIndex>,
+    indexer: Arc<Indexer>,
     probes: Vec<Arc<dyn Probe>>,
     policy: WritePolicy,
 }
@@ -27,36 +31,45 @@ pub trait Store: PlanWriter + StoreWalk + Probe {}
 impl<T: PlanWriter + StoreWalk + Probe> Store for T {}
 
 impl Backends {
-    /// Redis when `REDIS_URL` is set, else the embedded store; Kafka when
-    /// `KAFKA_BOOTSTRAP_SERVERS` is set, else `local_events` (the local server's in-process bus).
-    pub fn from_config(config: &Config, local_events: Option<Arc<dyn ChangePublisher>>) -> Result<Self, StoreError> {
+    /// The store is Redis when `REDIS_URL` is set, else embedded. Change events go to Kafka when
+    /// `KAFKA_BOOTSTRAP_SERVERS` (or `MSK_CLUSTER_ARN`) is set; otherwise, locally, through an
+    /// in-process bus into the indexer, and on Lambda nowhere (only writing functions publish,
+    /// and they refuse to start without Kafka).
+    pub fn from_config(config: &Config, deployment: Deployment) -> Result<Self, StoreError> {
         plan::validate::warm_up();
         let store: Arc<dyn Store> = match &config.redis {
             Some(redis) => Arc::new(RedisStore::new(redis)?),
             None => Arc::new(EmbeddedStore::new()),
         };
+        let index: Arc<dyn PlanIndex> = Arc::new(EmbeddedIndex::new());
         let mut probes: Vec<Arc<dyn Probe>> = vec![store.clone()];
-        let publisher: Arc<dyn ChangePublisher> = match (&config.kafka, local_events) {
+        let dead_letters: Arc<dyn DeadLetters> = match &config.kafka {
+            Some(kafka) => {
+                let mut dead_letter_topic = kafka.clone();
+                dead_letter_topic.topic = config.dead_letter_topic.clone();
+                Arc::new(KafkaDeadLetters(KafkaPublisher::new(dead_letter_topic)))
+            }
+            None => Arc::new(MemoryDeadLetters::default()),
+        };
+        let indexer = Arc::new(Indexer::new(index.clone(), dead_letters));
+        let publisher: Arc<dyn ChangePublisher> = match (&config.kafka, deployment) {
             (Some(kafka), _) => {
                 let kafka = Arc::new(KafkaPublisher::new(kafka.clone()));
                 probes.push(kafka.clone());
                 kafka
             }
-            (None, Some(local)) => local,
-            // A function that never writes (reads, health, schema) needs no Kafka; should one
-            // ever publish, it fails loudly instead of dropping the event.
-            (None, None) => Arc::new(NoPublisher),
+            (None, Deployment::Local) => InProcessBus::start(&config.topic, indexer.clone()),
+            (None, Deployment::Lambda) => Arc::new(NoPublisher),
         };
-        Ok(Self::assemble(store, publisher, probes, config.write_policy))
+        probes.push(index.clone());
+        Ok(Self { store: store.clone(), walk: store, publisher, index, indexer, probes, policy: config.write_policy })
     }
 
-    /// Any store and publisher, for tests and the local server.
+    /// Any store and publisher over an embedded index, for tests.
     pub fn with_parts<S: Store + 'static>(store: Arc<S>, publisher: Arc<dyn ChangePublisher>, policy: WritePolicy) -> Self {
-        Self::assemble(store.clone(), publisher, vec![store], policy)
-    }
-
-    fn assemble(store: Arc<dyn Store>, publisher: Arc<dyn ChangePublisher>, probes: Vec<Arc<dyn Probe>>, policy: WritePolicy) -> Self {
-        Self { store: store.clone(), walk: store, publisher, probes, policy }
+        let index: Arc<dyn PlanIndex> = Arc::new(EmbeddedIndex::new());
+        let indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));
+        Self { store: store.clone(), walk: store.clone(), publisher, index: index.clone(), indexer, probes: vec![store, index], policy }
     }
 
     pub fn reads(&self) -> PlanReads {
@@ -82,8 +95,20 @@ impl Backends {
     pub fn publisher(&self) -> Arc<dyn ChangePublisher> {
         self.publisher.clone()
     }
+
+    pub fn index(&self) -> Arc<dyn PlanIndex> {
+        self.index.clone()
+    }
+
+    /// The indexer over this process's index: what the Lambda indexer, the local poller and the
+    /// in-process bus all run.
+    pub fn indexer(&self) -> Arc<Indexer> {
+        self.indexer.clone()
+    }
 }
 
+/// The publisher of functions that never write (reads, health, schema, search): should one ever
+/// publish, it fails loudly instead of dropping the event.
 struct NoPublisher;
 
 #[async_trait]

@@ -31,6 +31,8 @@ pub struct Config {
     /// `MSK_CLUSTER_ARN`: with no `KAFKA_BOOTSTRAP_SERVERS`, the brokers are looked up once per
     /// cold start with MSK's GetBootstrapBrokers (IAM listener; `msk` feature).
     pub msk_cluster_arn: Option<String>,
+    /// `KAFKA_TOPIC` (default `plan_operations`): the change topic (also the in-process bus's name).
+    pub topic: String,
     /// `KAFKA_DLQ_TOPIC` (default `<KAFKA_TOPIC>.dlq`): where the indexer sends poison records.
     pub dead_letter_topic: String,
     /// `REQUIRE_IF_MATCH` (default `true`): writes to an existing plan need If-Match (else 428).
@@ -162,7 +164,7 @@ impl Config {
         };
 
         if problems.is_empty() {
-            Ok(Self { redis, kafka, msk_cluster_arn, dead_letter_topic, write_policy: WritePolicy { require_if_match }, host, port })
+            Ok(Self { redis, kafka, msk_cluster_arn, topic, dead_letter_topic, write_policy: WritePolicy { require_if_match }, host, port })
         } else {
             Err(ConfigError { problems })
         }

@@ -1,19 +1,127 @@
-//! Serving one endpoint as an AWS Lambda function.
+//! Serving the API as AWS Lambda functions: one per HTTP endpoint, the indexer (MSK event source
+//! mapping) and the reindex job (schedule and on demand).
+
+use std::sync::Arc;
+
+use lambda_http::lambda_runtime::{self, LambdaEvent, service_fn};
+use plan_events::indexer::BatchReport;
+use plan_events::reindex::{drift_check, rebuild};
+use serde_json::{Value, json};
 
 use crate::{Backends, Config, Deployment, Endpoint, router};
 
-/// Cold start: logging as configured by the function's LoggingConfig, configuration (every
-/// problem named at once), clients built once; then the runtime loop, one request at a time.
-pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
+type Error = lambda_http::Error;
+
+/// Cold start: logging as the function's LoggingConfig says, configuration (every problem named
+/// at once), brokers from MSK when only the cluster ARN is given, clients built once.
+async fn cold_start(function: &str, needs_kafka: bool) -> Result<(Config, Backends), Error> {
     lambda_http::tracing::init_default_subscriber();
     #[allow(unused_mut)]
     let mut config = Config::from_env(Deployment::Lambda)?;
     #[cfg(feature = "msk")]
     config.resolve_msk_brokers().await?;
-    if endpoint.writes() && config.kafka.is_none() {
-        return Err(format!("{} publishes change events: set KAFKA_BOOTSTRAP_SERVERS", endpoint.function()).into());
+    if needs_kafka && config.kafka.is_none() {
+        return Err(format!("{function} needs Kafka: set KAFKA_BOOTSTRAP_SERVERS or MSK_CLUSTER_ARN").into());
     }
-    let backends = Backends::from_config(&config, None)?;
-    tracing::info!(function = endpoint.function(), "cold start complete");
+    let backends = Backends::from_config(&config, Deployment::Lambda)?;
+    tracing::info!(function, "cold start complete");
+    Ok((config, backends))
+}
+
+/// One HTTP endpoint; then the runtime loop, one request at a time.
+pub async fn run(endpoint: Endpoint) -> Result<(), Error> {
+    let (_, backends) = cold_start(endpoint.function(), endpoint.writes()).await?;
     lambda_http::run(router(&[endpoint], &backends)).await
+}
+
+/// The indexer, fed by the MSK event source mapping. A batch whose index write fails transiently
+/// returns an error, so the mapping delivers it again (then to its on-failure destination);
+/// poison records are dead-lettered and never fail the batch.
+pub async fn run_indexer() -> Result<(), Error> {
+    let (_, backends) = cold_start("indexer", true).await?;
+    let indexer = backends.indexer();
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::kafka::KafkaEvent>| {
+        let indexer = indexer.clone();
+        async move {
+            let report: BatchReport = indexer.index_batch(&event.payload).await?;
+            Ok::<_, Error>(json!({
+                "applied": report.applied, "alreadyApplied": report.already_applied, "deadLettered": report.dead_lettered,
+            }))
+        }
+    }))
+    .await
+}
+
+/// What the reindex function was asked to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReindexJob {
+    Sweep,
+    Rebuild,
+    Drift,
+}
+
+impl ReindexJob {
+    /// `{"action": "sweep" | "rebuild" | "drift"}` on demand; an EventBridge scheduled event
+    /// (`"source": "aws.events"`) is the periodic sweep.
+    pub fn from_event(event: &Value) -> Result<Self, String> {
+        match (event.get("action").and_then(Value::as_str), event.get("source").and_then(Value::as_str)) {
+            (Some("sweep"), _) | (None, Some("aws.events")) => Ok(Self::Sweep),
+            (Some("rebuild"), _) => Ok(Self::Rebuild),
+            (Some("drift"), _) => Ok(Self::Drift),
+            (Some(other), _) => Err(format!("unknown action {other:?}: sweep, rebuild or drift")),
+            (None, _) => Err("expected a scheduled event or {\"action\": \"sweep\" | \"rebuild\" | \"drift\"}".to_owned()),
+        }
+    }
+}
+
+/// Runs one reindex job against the backends, answering a JSON report.
+pub async fn reindex(backends: &Backends, job: ReindexJob) -> Result<Value, Error> {
+    let quiet = |_: usize| {};
+    Ok(match job {
+        ReindexJob::Sweep => {
+            let report = plan::jobs::sweep(backends.walk().as_ref(), backends.store().as_ref(), backends.publisher().as_ref()).await?;
+            json!({"job": "sweep", "walked": report.walked, "republished": report.republished})
+        }
+        ReindexJob::Rebuild => {
+            let report = rebuild(backends.walk().as_ref(), backends.index().as_ref(), &quiet).await?;
+            json!({"job": "rebuild", "plansIndexed": report.plans_indexed})
+        }
+        ReindexJob::Drift => {
+            let report = drift_check(backends.walk().as_ref(), backends.index().as_ref(), &quiet).await?;
+            let drift: Vec<String> = report.drift.iter().map(ToString::to_string).collect();
+            for line in &drift {
+                tracing::warn!(drift = %line, "store and index differ");
+            }
+            json!({"job": "drift", "plansChecked": report.plans_checked, "differences": drift})
+        }
+    })
+}
+
+/// The reindex function: the scheduled sweep, and rebuild or drift check on demand.
+pub async fn run_reindex() -> Result<(), Error> {
+    let (_, backends) = cold_start("reindex", true).await?;
+    let backends = Arc::new(backends);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let backends = backends.clone();
+        async move {
+            let job = ReindexJob::from_event(&event.payload)?;
+            reindex(&backends, job).await
+        }
+    }))
+    .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reindex_jobs_from_events() {
+        let scheduled = json!({"version": "0", "detail-type": "Scheduled Event", "source": "aws.events", "detail": {}});
+        assert_eq!(ReindexJob::from_event(&scheduled), Ok(ReindexJob::Sweep));
+        assert_eq!(ReindexJob::from_event(&json!({"action": "rebuild"})), Ok(ReindexJob::Rebuild));
+        assert_eq!(ReindexJob::from_event(&json!({"action": "drift"})), Ok(ReindexJob::Drift));
+        assert!(ReindexJob::from_event(&json!({"action": "drop"})).is_err());
+        assert!(ReindexJob::from_event(&json!({})).is_err());
+    }
 }

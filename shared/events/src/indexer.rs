@@ -1,0 +1,188 @@
+//! The indexer: turns a batch of change events (an MSK batch on Lambda, the same shape from the
+//! local poller and the in-process bus) into one bulk write to the search index. A record that
+//! cannot be decoded or applied goes to the dead-letter destination with its topic, partition and
+//! offset, and never blocks its partition or the rest of its batch; a transient index failure
+//! fails the batch, which is then delivered again (every write is idempotent under external
+//! versioning, so a redelivery converges to the same index).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_lambda_events::event::kafka::KafkaEvent;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use plan::events::{ChangeEvent, Operation, PublishError};
+use plan_index::{ChangeOutcome, IndexChange, PlanIndex};
+use serde_json::json;
+
+use crate::batch::{BatchError, BatchHandler, DeliveredRecord, delivered_records};
+use crate::kafka::KafkaPublisher;
+
+/// Attempts at the index before the batch is handed back for redelivery.
+const INDEX_ATTEMPTS: u32 = 3;
+
+/// A record that was reported and skipped.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeadLetter {
+    pub topic: String,
+    pub partition: i64,
+    pub offset: i64,
+    pub reason: String,
+    pub key: Option<Vec<u8>>,
+    pub value: Option<Vec<u8>>,
+}
+
+impl DeadLetter {
+    fn of(record: &DeliveredRecord, reason: impl Into<String>) -> Self {
+        Self {
+            topic: record.topic.clone(),
+            partition: record.partition,
+            offset: record.offset,
+            reason: reason.into(),
+            key: record.key.clone(),
+            value: record.value.as_ref().ok().cloned(),
+        }
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let encode = |bytes: &Option<Vec<u8>>| bytes.as_ref().map(|b| STANDARD.encode(b));
+        json!({
+            "topic": self.topic, "partition": self.partition, "offset": self.offset, "reason": self.reason,
+            "key": encode(&self.key), "value": encode(&self.value),
+        })
+        .to_string()
+        .into_bytes()
+    }
+}
+
+/// Where poison records go: a Kafka dead-letter topic, or memory locally and in tests.
+#[async_trait]
+pub trait DeadLetters: Send + Sync {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), PublishError>;
+}
+
+/// The dead-letter topic (`KAFKA_DLQ_TOPIC`), keyed like the source record.
+pub struct KafkaDeadLetters(pub KafkaPublisher);
+
+#[async_trait]
+impl DeadLetters for KafkaDeadLetters {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), PublishError> {
+        let key = letter.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+        self.0.produce(&key, letter.to_json(), Default::default()).await.map(drop)
+    }
+}
+
+/// Dead letters kept in memory, for the embedded mode and tests.
+#[derive(Default)]
+pub struct MemoryDeadLetters(Mutex<Vec<DeadLetter>>);
+
+impl MemoryDeadLetters {
+    pub fn letters(&self) -> Vec<DeadLetter> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[async_trait]
+impl DeadLetters for MemoryDeadLetters {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), PublishError> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(letter.clone());
+        Ok(())
+    }
+}
+
+/// What one batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchReport {
+    pub applied: usize,
+    pub already_applied: usize,
+    pub dead_lettered: usize,
+}
+
+pub struct Indexer {
+    index: Arc<dyn PlanIndex>,
+    dead_letters: Arc<dyn DeadLetters>,
+}
+
+impl Indexer {
+    pub fn new(index: Arc<dyn PlanIndex>, dead_letters: Arc<dyn DeadLetters>) -> Self {
+        Self { index, dead_letters }
+    }
+
+    pub async fn index_batch(&self, event: &KafkaEvent) -> Result<BatchReport, BatchError> {
+        let mut report = BatchReport::default();
+        let mut changes = Vec::new();
+        let mut sources = Vec::new();
+        for record in delivered_records(event) {
+            tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, "record");
+            match decode(&record) {
+                Ok(change) => {
+                    changes.push(change);
+                    sources.push(record);
+                }
+                Err(reason) => self.dead_letter(&DeadLetter::of(&record, reason), &mut report).await?,
+            }
+        }
+        if changes.is_empty() {
+            return Ok(report);
+        }
+        let outcomes = self.apply_with_retries(&changes).await?;
+        for (record, outcome) in sources.iter().zip(outcomes) {
+            match outcome {
+                ChangeOutcome::Applied => report.applied += 1,
+                ChangeOutcome::AlreadyApplied => report.already_applied += 1,
+                ChangeOutcome::Rejected(reason) => self.dead_letter(&DeadLetter::of(record, reason), &mut report).await?,
+            }
+        }
+        tracing::info!(
+            applied = report.applied,
+            already_applied = report.already_applied,
+            dead_lettered = report.dead_lettered,
+            "batch indexed"
+        );
+        Ok(report)
+    }
+
+    async fn apply_with_retries(&self, changes: &[IndexChange]) -> Result<Vec<ChangeOutcome>, BatchError> {
+        let mut delay = Duration::from_millis(100);
+        let mut attempt = 1;
+        loop {
+            match self.index.apply(changes).await {
+                Ok(outcomes) if outcomes.len() == changes.len() => return Ok(outcomes),
+                Ok(outcomes) => {
+                    return Err(BatchError::new(format!("the index answered {} outcomes for {} changes", outcomes.len(), changes.len())));
+                }
+                Err(error) if attempt < INDEX_ATTEMPTS => {
+                    tracing::warn!(%error, attempt, "index write failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay *= 2;
+                    attempt += 1;
+                }
+                Err(error) => return Err(BatchError::new(error)),
+            }
+        }
+    }
+
+    async fn dead_letter(&self, letter: &DeadLetter, report: &mut BatchReport) -> Result<(), BatchError> {
+        tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, reason = %letter.reason, "poison record dead-lettered and skipped");
+        self.dead_letters.send(letter).await.map_err(BatchError::new)?;
+        report.dead_lettered += 1;
+        Ok(())
+    }
+}
+
+fn decode(record: &DeliveredRecord) -> Result<IndexChange, String> {
+    let value = record.value.as_ref().map_err(Clone::clone)?;
+    let event = ChangeEvent::decode(value)?;
+    Ok(match (event.operation, event.plan) {
+        (Operation::Upsert, Some(plan)) => IndexChange::Upsert { plan, version: event.version },
+        _ => IndexChange::Delete { plan_id: event.plan_id, version: event.version },
+    })
+}
+
+#[async_trait]
+impl BatchHandler for Indexer {
+    async fn handle(&self, event: KafkaEvent) -> Result<(), BatchError> {
+        self.index_batch(&event).await.map(drop)
+    }
+}
