@@ -6,6 +6,7 @@ use plan::store::{PlanWriter, Probe, StoreError};
 use plan::{PlanReads, PlanWrites, WritePolicy};
 use plan_store::{EmbeddedStore, RedisStore};
 
+use crate::auth::{AuthSetupError, Authenticator};
 use crate::config::Config;
 
 #[derive(Clone)]
@@ -13,31 +14,53 @@ pub struct Backends {
     store: Arc<dyn PlanWriter>,
     probes: Vec<Arc<dyn Probe>>,
     policy: WritePolicy,
+    auth: Authenticator,
+}
+
+/// Why a cold start could not build its clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
 }
 
 impl Backends {
-    /// Redis when `REDIS_URL` is set, else the embedded store. Connects lazily: a cold start never
-    /// waits for or fails on an unreachable backend; requests answer 503 until it is back.
-    pub fn from_config(config: &Config) -> Result<Self, StoreError> {
+    /// Redis when `REDIS_URL` is set, else the embedded store; the authenticator the configuration
+    /// asks for. Connects lazily: a cold start never waits for or fails on an unreachable backend
+    /// or issuer; requests answer 503 until it is back.
+    pub fn from_config(config: &Config) -> Result<Self, StartupError> {
         plan::validate::warm_up();
-        Ok(match &config.redis {
+        let backends = match &config.redis {
             Some(redis) => {
                 let store = Arc::new(RedisStore::new(redis)?);
-                Self { store: store.clone(), probes: vec![store], policy: config.write_policy }
+                Self::with_store(store, config.write_policy)
             }
             None => Self::embedded(config.write_policy),
-        })
+        };
+        Ok(backends.with_auth(Authenticator::from_config(&config.auth, config.org_claim.clone())?))
     }
 
-    /// Everything in memory, for the local server and tests.
+    /// Everything in memory, for the local server and tests. Protected routes refuse every
+    /// request until [`Self::with_auth`] says how to authenticate (fail closed).
     pub fn embedded(policy: WritePolicy) -> Self {
-        let store = Arc::new(EmbeddedStore::new());
-        Self { store: store.clone(), probes: vec![store], policy }
+        Self::with_store(Arc::new(EmbeddedStore::new()), policy)
     }
 
-    /// Any store, for tests that bring their own.
+    /// Any store, for tests that bring their own. Fails closed like [`Self::embedded`].
     pub fn with_store<S: PlanWriter + Probe + 'static>(store: Arc<S>, policy: WritePolicy) -> Self {
-        Self { store: store.clone(), probes: vec![store], policy }
+        Self { store: store.clone(), probes: vec![store], policy, auth: Authenticator::refuse_all() }
+    }
+
+    /// The same backends, authenticating callers with `auth`.
+    pub fn with_auth(mut self, auth: Authenticator) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    pub fn auth(&self) -> &Authenticator {
+        &self.auth
     }
 
     pub fn reads(&self) -> PlanReads {

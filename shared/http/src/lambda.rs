@@ -8,6 +8,6 @@ pub async fn run(endpoint: Endpoint) -> Result<(), lambda_http::Error> {
     lambda_http::tracing::init_default_subscriber();
     let config = Config::from_env(Deployment::Lambda)?;
     let backends = Backends::from_config(&config)?;
-    tracing::info!(function = endpoint.function(), "cold start complete");
+    tracing::info!(function = endpoint.function(), auth = backends.auth().describe(), "cold start complete");
     lambda_http::run(router(&[endpoint], &backends)).await
 }
