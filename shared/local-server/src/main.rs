@@ -1,39 +1,143 @@
 //! `plan-local`: every route of the plan API in one process.
 //!
-//! With no configuration it runs on embedded in-memory backends; `REDIS_URL` points it at Redis.
+//! With no configuration it runs on embedded in-memory backends, as its own token issuer: the
+//! first start creates a development signing key in `LOCAL_KEY_DIR` (`.local/`), and
+//! `plan-local token` mints tokens with it. `REDIS_URL` points it at Redis; `JWKS_URL` (with
+//! `JWT_ISSUER` and `JWT_AUDIENCE`) makes it verify another issuer's tokens instead.
 //! Reads `.env` when present (see `.env.example`).
 
 use std::process::ExitCode;
+use std::time::Duration;
 
+use clap::{Parser, Subcommand};
+use plan_http::auth::{Grant, LocalIssuer};
+use plan_http::config::AuthConfig;
 use plan_http::{Backends, Config, Deployment};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+#[derive(Parser)]
+#[command(name = "plan-local", version, about = "The plan API in one local process, and its development token issuer")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve every route on HOST:PORT (the default).
+    Serve,
+    /// Print a bearer token signed by the local development issuer.
+    Token(TokenArgs),
+}
+
+#[derive(clap::Args)]
+struct TokenArgs {
+    /// The caller's organisation, put in the ORG_CLAIM claim (`hd` when ORG_CLAIM is unset).
+    #[arg(long)]
+    org: Option<String>,
+    /// Space-separated scopes.
+    #[arg(long, default_value = "plans:read plans:write")]
+    scope: String,
+    /// Lifetime: seconds, or a number with s, m, h or d (at most 30d).
+    #[arg(long, default_value = "1h", value_parser = parse_ttl)]
+    ttl: Duration,
+    /// The subject (`sub`).
+    #[arg(long, default_value = "local-developer")]
+    sub: String,
+}
+
+/// `90`, `90s`, `15m`, `1h`, `7d`.
+fn parse_ttl(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let (number, unit) = raw.find(|c: char| !c.is_ascii_digit()).map_or((raw, "s"), |at| raw.split_at(at));
+    let number: u64 = number.parse().map_err(|_| format!("'{raw}' is not a duration like 90s, 15m, 1h or 7d"))?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number.saturating_mul(60),
+        "h" => number.saturating_mul(3600),
+        "d" => number.saturating_mul(86_400),
+        _ => return Err(format!("'{raw}': the unit is s, m, h or d")),
+    };
+    if seconds == 0 || seconds > 30 * 86_400 {
+        return Err("the lifetime is from 1s to 30d".to_owned());
+    }
+    Ok(Duration::from_secs(seconds))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
     let dotenv = dotenvy::dotenv();
-    tracing_subscriber::fmt().with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))).init();
-    if let Ok(path) = dotenv {
-        tracing::info!(path = %path.display(), "read .env");
-    }
-    match serve().await {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            tracing::error!("{error}");
-            ExitCode::FAILURE
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            tracing_subscriber::fmt().with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))).init();
+            if let Ok(path) = dotenv {
+                tracing::info!(path = %path.display(), "read .env");
+            }
+            let runtime = match tokio::runtime::Runtime::new() {
+                Ok(runtime) => runtime,
+                Err(error) => return fail(&format!("cannot start the runtime: {error}")),
+            };
+            match runtime.block_on(serve()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    tracing::error!("{error}");
+                    ExitCode::FAILURE
+                }
+            }
         }
+        Command::Token(args) => match token(&args) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(error) => fail(&error),
+        },
     }
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
 }
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env(Deployment::Local)?;
     let backends = Backends::from_config(&config)?;
     let listener = TcpListener::bind((config.host, config.port)).await?;
+    let address = listener.local_addr()?;
     let store = if config.redis.is_some() { "Redis" } else { "embedded in-memory store" };
-    tracing::info!("plan API on http://{} ({store}); try GET /v1/health", listener.local_addr()?);
+    tracing::info!("plan API on http://{address} ({store}); try GET /v1/health");
+    let auth = backends.auth();
+    match auth.org_claim() {
+        Some(claim) => tracing::info!("authentication: {}; tenant isolation on the '{claim}' claim", auth.describe()),
+        None => tracing::info!("authentication: {}; tenant isolation off (set ORG_CLAIM to turn it on)", auth.describe()),
+    }
+    if auth.published_jwks().is_some() {
+        tracing::info!("its JWKS: http://{address}{}; mint a token with `plan-local token --help`", plan_http::JWKS_PATH);
+    }
     axum::serve(listener, plan_http::app(&backends)).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Mints with the same key, issuer and audience the server verifies with (creating the key if the
+/// server never ran), so the token works as soon as the server is up.
+fn token(args: &TokenArgs) -> Result<String, String> {
+    let config = Config::from_env(Deployment::Local).map_err(|e| e.to_string())?;
+    let AuthConfig::LocalIssuer(local) = &config.auth else {
+        return Err("JWKS_URL is set, so the server trusts that issuer: get tokens from it (plan-local mints only its own)".to_owned());
+    };
+    let (issuer, _) =
+        LocalIssuer::load_or_create(&local.key_dir, &local.issuer, &local.audience, local.algorithm).map_err(|e| e.to_string())?;
+    let org = args.org.as_ref().map(|org| {
+        if config.org_claim.is_none() {
+            eprintln!("note: ORG_CLAIM is unset, so the server does not isolate organisations; the org goes in the 'hd' claim");
+        }
+        (config.org_claim.clone().unwrap_or_else(|| "hd".to_owned()), org.clone())
+    });
+    let grant = Grant { subject: args.sub.clone(), scopes: args.scope.split_whitespace().map(str::to_owned).collect(), org, ttl: args.ttl };
+    issuer.mint(&grant).map_err(|e| e.to_string())
 }
 
 async fn shutdown_signal() {
@@ -51,5 +155,31 @@ async fn shutdown_signal() {
     tokio::select! {
         () = ctrl_c => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes() {
+        assert_eq!(parse_ttl("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_ttl("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_ttl("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_ttl("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        for bad in ["", "0", "1y", "h", "31d", "-5m"] {
+            assert!(parse_ttl(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_command_line_parses() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["plan-local", "token", "--org", "example.com", "--scope", "plans:read", "--ttl", "10m"]).unwrap();
+        let Some(Command::Token(args)) = cli.command else { panic!("token") };
+        assert_eq!((args.org.as_deref(), args.scope.as_str(), args.ttl), (Some("example.com"), "plans:read", Duration::from_secs(600)));
+        assert!(Cli::try_parse_from(["plan-local"]).unwrap().command.is_none(), "serving is the default");
     }
 }
