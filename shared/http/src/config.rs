@@ -301,6 +301,96 @@ mod tests {
     }
 
     #[test]
+    fn locally_the_server_is_its_own_issuer_unless_a_jwks_is_given() {
+        let config = Config::from_vars(Deployment::Local, &vars(&[])).unwrap();
+        let AuthConfig::LocalIssuer(local) = &config.auth else { panic!("{:?}", config.auth) };
+        assert_eq!((local.issuer.as_str(), local.audience.as_str(), local.algorithm), (LOCAL_ISSUER, LOCAL_AUDIENCE, Algorithm::RS256));
+        assert_eq!(local.key_dir, PathBuf::from(".local"));
+        assert_eq!(config.org_claim, None, "isolation is off unless ORG_CLAIM is set");
+
+        let config = Config::from_vars(
+            Deployment::Local,
+            &vars(&[("JWT_ALGORITHMS", "ES256"), ("LOCAL_KEY_DIR", "/tmp/keys"), ("ORG_CLAIM", "hd")]),
+        )
+        .unwrap();
+        let AuthConfig::LocalIssuer(local) = &config.auth else { panic!("{:?}", config.auth) };
+        assert_eq!((local.algorithm, local.key_dir.to_str()), (Algorithm::ES256, Some("/tmp/keys")));
+        assert_eq!(config.org_claim.as_deref(), Some("hd"));
+
+        let google = vars(&[
+            ("JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
+            ("JWT_ISSUER", "https://accounts.google.com, accounts.google.com"),
+            ("JWT_AUDIENCE", "1234567890-abc.apps.googleusercontent.com"),
+        ]);
+        let config = Config::from_vars(Deployment::Local, &google).unwrap();
+        let AuthConfig::Verify(jwt) = &config.auth else { panic!("{:?}", config.auth) };
+        assert_eq!(jwt.jwks, JwksLocation::Url("https://www.googleapis.com/oauth2/v3/certs".into()));
+        assert_eq!(jwt.rules.issuers, vec!["https://accounts.google.com", "accounts.google.com"]);
+        assert_eq!(jwt.rules.algorithms, vec![Algorithm::RS256]);
+
+        let error = Config::from_vars(Deployment::Local, &vars(&[("JWKS_URL", "./jwks.json")])).unwrap_err();
+        assert_eq!(error.problems.len(), 2, "issuer and audience named: {error}");
+    }
+
+    #[test]
+    fn on_lambda_the_authorizer_is_trusted_unless_the_function_verifies() {
+        let redis = ("REDIS_URL", "redis://cache:6379");
+        let config = Config::from_vars(Deployment::Lambda, &vars(&[redis])).unwrap();
+        assert_eq!(config.auth, AuthConfig::Gateway(GatewayRules::default()));
+        let config = Config::from_vars(Deployment::Lambda, &vars(&[redis, ("JWT_ISSUER", "https://i"), ("JWT_AUDIENCE", "a")])).unwrap();
+        assert_eq!(config.auth, AuthConfig::Gateway(GatewayRules { issuers: vec!["https://i".into()], audiences: vec!["a".into()] }));
+
+        let error = Config::from_vars(Deployment::Lambda, &vars(&[redis, ("VERIFY_JWT_IN_FUNCTION", "true")])).unwrap_err();
+        for name in ["JWT_ISSUER", "JWT_AUDIENCE", "JWKS_URL"] {
+            assert!(error.to_string().contains(name), "{name} missing from {error}");
+        }
+        let verifying = vars(&[
+            redis,
+            ("VERIFY_JWT_IN_FUNCTION", "true"),
+            ("JWKS_URL", "file:///opt/jwks.json"),
+            ("JWT_ISSUER", "https://i"),
+            ("JWT_AUDIENCE", "a"),
+            ("JWT_ALGORITHMS", "RS256, ES256"),
+        ]);
+        let AuthConfig::Verify(jwt) = Config::from_vars(Deployment::Lambda, &verifying).unwrap().auth else { panic!("verify") };
+        assert_eq!(jwt.jwks, JwksLocation::File("/opt/jwks.json".into()));
+        assert_eq!(jwt.rules.algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
+    }
+
+    #[test]
+    fn unsafe_authentication_settings_are_refused_together() {
+        for algorithms in ["HS256", "none", "RS256,HS512", "EdDSA", ""] {
+            let result = Config::from_vars(Deployment::Local, &vars(&[("JWT_ALGORITHMS", algorithms)]));
+            assert_eq!(result.is_err(), !algorithms.is_empty(), "JWT_ALGORITHMS={algorithms}");
+        }
+        let error = Config::from_vars(
+            Deployment::Lambda,
+            &vars(&[
+                ("VERIFY_JWT_IN_FUNCTION", "yes please"),
+                ("JWT_ALGORITHMS", "HS256"),
+                ("JWKS_URL", "http://idp.example/jwks"),
+                ("ORG_CLAIM", "my org"),
+                ("REDIS_URL", "redis://cache:6379"),
+            ]),
+        )
+        .unwrap_err();
+        for name in ["VERIFY_JWT_IN_FUNCTION", "JWT_ALGORITHMS", "JWKS_URL", "ORG_CLAIM"] {
+            assert!(error.to_string().contains(name), "{name} missing from {error}");
+        }
+        for (url, ok) in [
+            ("http://127.0.0.1:3000/.well-known/jwks.json", true),
+            ("http://localhost/jwks", true),
+            ("http://[::1]:8080/jwks", true),
+            ("http://10.0.0.1/jwks", false),
+            ("ftp://idp/jwks", false),
+            ("https://", false),
+            ("/etc/jwks.json", true),
+        ] {
+            assert_eq!(jwks_location(url).is_some(), ok, "{url}");
+        }
+    }
+
+    #[test]
     fn a_non_redis_url_is_refused() {
         let error = Config::from_vars(Deployment::Local, &vars(&[("REDIS_URL", "http://localhost")])).unwrap_err();
         assert!(error.to_string().contains("REDIS_URL"));

@@ -156,7 +156,12 @@ impl VerifyingKey {
             None => None,
         };
         let decoding = DecodingKey::from_jwk(jwk).ok()?;
-        Some((kid, Self { decoding, kind, pinned }))
+        let key = Self { decoding, kind, pinned: None };
+        // A key pinned to an algorithm that does not fit it (an RSA key marked HS256) is suspect.
+        if pinned.is_some_and(|alg| !key.accepts(alg)) {
+            return None;
+        }
+        Some((kid, Self { pinned, ..key }))
     }
 }
 
@@ -307,5 +312,58 @@ impl JwksCache {
     /// How many keys are cached (for the startup log and tests).
     pub fn cached_keys(&self) -> usize {
         self.snapshot().keys.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::auth::LocalIssuer;
+
+    /// Only signature keys this API can verify with are kept; one odd key spoils nothing.
+    #[test]
+    fn unusable_keys_are_skipped_one_by_one() {
+        let issuer = LocalIssuer::generate("iss", "aud", Algorithm::RS256).unwrap();
+        let good = serde_json::to_value(&issuer.jwks().keys[0]).unwrap();
+        let mut encryption = good.clone();
+        encryption["kid"] = json!("enc");
+        encryption["use"] = json!("enc");
+        let mut oaep = good.clone();
+        oaep["kid"] = json!("oaep");
+        oaep["alg"] = json!("RSA-OAEP");
+        let mut pinned_hmac = good.clone();
+        pinned_hmac["kid"] = json!("pinned-hmac");
+        pinned_hmac["alg"] = json!("HS256");
+        let mut no_kid = good.clone();
+        no_kid.as_object_mut().unwrap().remove("kid");
+        let short_rsa = json!({"kty": "RSA", "kid": "short", "n": "AQAB".repeat(40), "e": "AQAB"});
+        let document = json!({"keys": [
+            {"kty": "oct", "kid": "hmac", "k": "c2VjcmV0"},
+            {"kty": "OKP", "kid": "ed", "crv": "Ed25519", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"},
+            {"kty": "EC", "kid": "p521", "crv": "P-521", "x": "AQAB", "y": "AQAB"},
+            {"kty": "made-up", "kid": "odd"},
+            encryption, oaep, pinned_hmac, no_kid, short_rsa, good
+        ]});
+        let keys = KeyMap::parse(document.to_string().as_bytes()).unwrap();
+        let kids: Vec<&str> = keys.keys.keys().map(String::as_str).collect();
+        assert_eq!(kids, vec![issuer.kid()]);
+        assert!(KeyMap::parse(b"{\"not\": \"a jwks\"}").is_err());
+        assert!(KeyMap::parse(b"{\"keys\": []}").unwrap().keys.is_empty(), "an empty set is a set");
+    }
+
+    #[test]
+    fn keys_accept_only_algorithms_of_their_kind() {
+        let rsa = LocalIssuer::generate("iss", "aud", Algorithm::RS256).unwrap();
+        let (_, key) = VerifyingKey::from_jwk(&rsa.jwks().keys[0]).unwrap();
+        assert!(key.accepts(Algorithm::RS256));
+        assert!(!key.accepts(Algorithm::PS256), "the JWK pins RS256");
+        assert!(!key.accepts(Algorithm::ES256) && !key.accepts(Algorithm::HS256));
+        let ec = LocalIssuer::generate("iss", "aud", Algorithm::ES256).unwrap();
+        let mut jwk = ec.jwks().keys[0].clone();
+        jwk.common.key_algorithm = None;
+        let (_, key) = VerifyingKey::from_jwk(&jwk).unwrap();
+        assert!(key.accepts(Algorithm::ES256) && !key.accepts(Algorithm::ES384) && !key.accepts(Algorithm::RS256));
     }
 }

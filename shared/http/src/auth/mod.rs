@@ -337,3 +337,6 @@ async fn require(State(guard): State<Guard>, mut request: Request, next: Next) -
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
