@@ -11,7 +11,7 @@ use plan::WritePolicy;
 use plan_e2e::app::{TEST_AUDIENCE, TEST_ISSUER, TestApp, expect_problem, header, spawn_app, test_auth, test_issuer, token};
 use plan_e2e::jwks::{JwksServer, key_set};
 use plan_e2e::{set_org, tag, unique_plan};
-use plan_http::auth::{JwksCache, JwksSource, JwksTiming, JwtRules, JwtVerifier, LocalIssuer, TokenRejection};
+use plan_http::auth::{ClaimRules, JwksCache, JwksSource, JwksTiming, JwtRules, JwtVerifier, LocalIssuer, TokenRejection};
 use plan_http::{Authenticator, Backends};
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -227,7 +227,7 @@ fn rules() -> JwtRules {
 }
 
 fn fetching(source: JwksSource, timing: JwksTiming) -> Authenticator {
-    Authenticator::verifying(JwtVerifier::new(Arc::new(JwksCache::new(source, timing)), &rules()), None)
+    Authenticator::verifying(JwtVerifier::new(Arc::new(JwksCache::new(source, timing)), &rules()), ClaimRules::default())
 }
 
 /// Longer than the 1 s reload interval the tests below configure (short enough to wait out, long

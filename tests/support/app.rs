@@ -8,7 +8,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use plan::WritePolicy;
 use plan::store::{PlanWriter, Probe};
-use plan_http::auth::{Grant, LocalIssuer};
+use plan_http::auth::{ClaimRules, Grant, LocalIssuer};
 use plan_http::{Authenticator, Backends};
 use reqwest::{Method, RequestBuilder, Response};
 use serde_json::Value;
@@ -57,7 +57,8 @@ pub fn full_token() -> String {
 
 /// Verifies test-issuer tokens, with tenant isolation on `org_claim` when given.
 pub fn test_auth(org_claim: Option<&str>) -> Authenticator {
-    Authenticator::local(test_issuer(), vec![Algorithm::RS256], org_claim.map(str::to_owned))
+    let claims = ClaimRules { org_claim: org_claim.map(str::to_owned), default_scopes: Vec::new() };
+    Authenticator::local(test_issuer(), vec![Algorithm::RS256], claims)
 }
 
 /// Serves the whole API (the local server's router) over a real socket. The helpers send a token

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use axum::http::{Extensions, HeaderMap, HeaderValue, header};
 use jsonwebtoken::Algorithm;
 use plan_http::Authenticator;
-use plan_http::auth::{Grant, LocalIssuer, Scope};
+use plan_http::auth::{ClaimRules, Grant, LocalIssuer, Scope};
 
 const WARM_UP: usize = 500;
 const SAMPLES: usize = 20_000;
@@ -42,7 +42,7 @@ fn micros(duration: Duration) -> f64 {
 
 async fn measure(algorithm: Algorithm) -> Figures {
     let issuer = LocalIssuer::generate("https://issuer.bench", "plan-api", algorithm).expect("key");
-    let auth = Authenticator::local(&issuer, vec![Algorithm::RS256, Algorithm::ES256], Some("hd".to_owned()));
+    let auth = Authenticator::local(&issuer, vec![Algorithm::RS256, Algorithm::ES256], ClaimRules::isolated_by("hd"));
     let grant = Grant {
         subject: "bench-user".to_owned(),
         scopes: vec!["plans:read".to_owned(), "plans:write".to_owned()],

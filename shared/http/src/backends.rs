@@ -6,7 +6,7 @@ use plan::store::{PlanWriter, Probe, StoreError};
 use plan::{PlanReads, PlanWrites, WritePolicy};
 use plan_store::{EmbeddedStore, RedisStore};
 
-use crate::auth::{AuthSetupError, Authenticator};
+use crate::auth::{AuthSetupError, Authenticator, ClaimRules};
 use crate::config::Config;
 
 #[derive(Clone)]
@@ -39,7 +39,8 @@ impl Backends {
             }
             None => Self::embedded(config.write_policy),
         };
-        Ok(backends.with_auth(Authenticator::from_config(&config.auth, config.org_claim.clone())?))
+        let claims = ClaimRules { org_claim: config.org_claim.clone(), default_scopes: config.default_scopes.clone() };
+        Ok(backends.with_auth(Authenticator::from_config(&config.auth, claims)?))
     }
 
     /// Everything in memory, for the local server and tests. Protected routes refuse every

@@ -11,7 +11,7 @@ use jsonwebtoken::Algorithm;
 use plan::WritePolicy;
 use plan_store::RedisConfig;
 
-use crate::auth::{GatewayRules, JwtRules};
+use crate::auth::{GatewayRules, JwtRules, Scope};
 
 /// Where the handlers run: on Lambda a real store is mandatory; locally the embedded one is the
 /// default.
@@ -37,6 +37,9 @@ pub struct Config {
     /// `ORG_CLAIM`: the token claim naming the caller's organisation (Google Workspace: `hd`).
     /// Set: tenant isolation is on. Unset: every authenticated caller sees every plan.
     pub org_claim: Option<String>,
+    /// `JWT_DEFAULT_SCOPES`: scopes for tokens without any scope claim (Google ID tokens). Needs
+    /// `ORG_CLAIM`, so that it never extends to every account the issuer knows.
+    pub default_scopes: Vec<Scope>,
 }
 
 /// How requests are authenticated.
@@ -148,11 +151,21 @@ impl Config {
         if org_claim.as_ref().is_some_and(|claim| claim.len() > 256 || claim.chars().any(|c| c.is_whitespace() || c.is_control())) {
             problems.push("ORG_CLAIM: a claim name, without spaces".to_owned());
         }
+        let default_scopes =
+            parse_or(var("JWT_DEFAULT_SCOPES"), Vec::new(), "JWT_DEFAULT_SCOPES", "plans:read and/or plans:write", &mut problems, |raw| {
+                list(raw).iter().map(|name| Scope::parse(name)).collect()
+            });
+        if !default_scopes.is_empty() && org_claim.is_none() {
+            problems.push(
+                "JWT_DEFAULT_SCOPES needs ORG_CLAIM: without tenant isolation it would grant these scopes to every account of the issuer"
+                    .to_owned(),
+            );
+        }
         let auth = auth_config(deployment, &var, &mut problems);
 
         match auth {
             Some(auth) if problems.is_empty() => {
-                Ok(Self { redis, write_policy: WritePolicy { require_if_match }, host, port, auth, org_claim })
+                Ok(Self { redis, write_policy: WritePolicy { require_if_match }, host, port, auth, org_claim, default_scopes })
             }
             _ => Err(ConfigError { problems }),
         }
@@ -316,6 +329,7 @@ mod tests {
         let AuthConfig::LocalIssuer(local) = &config.auth else { panic!("{:?}", config.auth) };
         assert_eq!((local.algorithm, local.key_dir.to_str()), (Algorithm::ES256, Some("/tmp/keys")));
         assert_eq!(config.org_claim.as_deref(), Some("hd"));
+        assert!(config.default_scopes.is_empty());
 
         let google = vars(&[
             ("JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
@@ -355,6 +369,25 @@ mod tests {
         let AuthConfig::Verify(jwt) = Config::from_vars(Deployment::Lambda, &verifying).unwrap().auth else { panic!("verify") };
         assert_eq!(jwt.jwks, JwksLocation::File("/opt/jwks.json".into()));
         assert_eq!(jwt.rules.algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
+    }
+
+    #[test]
+    fn default_scopes_need_tenant_isolation() {
+        let google = [
+            ("JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
+            ("JWT_ISSUER", "https://accounts.google.com,accounts.google.com"),
+            ("JWT_AUDIENCE", "1234567890-abc.apps.googleusercontent.com"),
+            ("JWT_DEFAULT_SCOPES", "plans:read plans:write"),
+        ];
+        let error = Config::from_vars(Deployment::Local, &vars(&google)).unwrap_err();
+        assert!(error.to_string().contains("needs ORG_CLAIM"), "{error}");
+        let mut isolated = google.to_vec();
+        isolated.push(("ORG_CLAIM", "hd"));
+        let config = Config::from_vars(Deployment::Local, &vars(&isolated)).unwrap();
+        assert_eq!(config.default_scopes, vec![Scope::PlansRead, Scope::PlansWrite]);
+        isolated.push(("JWT_DEFAULT_SCOPES", "plans:admin"));
+        let error = Config::from_vars(Deployment::Local, &vars(&isolated)).unwrap_err();
+        assert!(error.to_string().contains("JWT_DEFAULT_SCOPES"), "{error}");
     }
 
     #[test]

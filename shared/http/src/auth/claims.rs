@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use plan::Tenant;
 use serde_json::{Map, Value};
 
-use super::{GatewayRules, Scope, TokenRejection};
+use super::{ClaimRules, GatewayRules, Scope, TokenRejection};
 
 /// The caller, as the verified claims describe them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,7 +25,7 @@ impl Principal {
         self.scopes.contains(scope.as_str())
     }
 
-    pub(crate) fn from_token(claims: &Map<String, Value>, org_claim: Option<&str>) -> Self {
+    pub(crate) fn from_token(claims: &Map<String, Value>, rules: &ClaimRules) -> Self {
         let mut scopes = BTreeSet::new();
         for name in ["scope", "scp"] {
             match claims.get(name) {
@@ -34,21 +34,35 @@ impl Principal {
                 _ => {}
             }
         }
+        let claimed = claims.contains_key("scope") || claims.contains_key("scp");
+        let org_claim = rules.org_claim.as_deref();
         let org = org_claim.and_then(|claim| claims.get(claim)).and_then(Value::as_str);
-        Self { subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned), scopes, tenant: tenant(org_claim, org) }
+        Self {
+            subject: claims.get("sub").and_then(Value::as_str).map(str::to_owned),
+            scopes: with_defaults(scopes, claimed, rules),
+            tenant: tenant(org_claim, org),
+        }
     }
 
-    pub(crate) fn from_gateway(claims: &HashMap<String, String>, authorizer_scopes: &[String], org_claim: Option<&str>) -> Self {
+    pub(crate) fn from_gateway(claims: &HashMap<String, String>, authorizer_scopes: &[String], rules: &ClaimRules) -> Self {
         let mut scopes: BTreeSet<String> = authorizer_scopes.iter().cloned().collect();
         for name in ["scope", "scp"] {
             if let Some(value) = claims.get(name) {
                 scopes.extend(flattened_list(value));
             }
         }
+        let claimed = !authorizer_scopes.is_empty() || claims.contains_key("scope") || claims.contains_key("scp");
+        let org_claim = rules.org_claim.as_deref();
         // A flattened array is several organisations, which is none in particular.
         let org = org_claim.and_then(|claim| claims.get(claim)).map(String::as_str).filter(|value| !value.starts_with('['));
-        Self { subject: claims.get("sub").cloned(), scopes, tenant: tenant(org_claim, org) }
+        Self { subject: claims.get("sub").cloned(), scopes: with_defaults(scopes, claimed, rules), tenant: tenant(org_claim, org) }
     }
+}
+
+/// `JWT_DEFAULT_SCOPES` go to tokens that carry no scope claim at all (Google ID tokens); a token
+/// that lists its scopes is never widened.
+fn with_defaults(scopes: BTreeSet<String>, claimed: bool, rules: &ClaimRules) -> BTreeSet<String> {
+    if claimed { scopes } else { rules.default_scopes.iter().map(|scope| scope.as_str().to_owned()).collect() }
 }
 
 /// Confined to the organisation when isolation is on and the claim names one; unrestricted when
@@ -100,45 +114,64 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
+    const OFF: &ClaimRules = &ClaimRules { org_claim: None, default_scopes: Vec::new() };
+
+    fn hd() -> ClaimRules {
+        ClaimRules::isolated_by("hd")
+    }
+
     #[test]
     fn scopes_come_from_scope_or_scp_in_either_form() {
-        let principal = Principal::from_token(&map(json!({"scope": "plans:read  other"})), None);
+        let principal = Principal::from_token(&map(json!({"scope": "plans:read  other"})), OFF);
         assert!(principal.has_scope(Scope::PlansRead) && !principal.has_scope(Scope::PlansWrite));
-        let principal = Principal::from_token(&map(json!({"scp": ["plans:write", 7]})), None);
+        let principal = Principal::from_token(&map(json!({"scp": ["plans:write", 7]})), OFF);
         assert!(principal.has_scope(Scope::PlansWrite) && !principal.has_scope(Scope::PlansRead));
-        let principal = Principal::from_token(&map(json!({"scp": "plans:read plans:write"})), None);
+        let principal = Principal::from_token(&map(json!({"scp": "plans:read plans:write"})), OFF);
         assert!(principal.has_scope(Scope::PlansRead) && principal.has_scope(Scope::PlansWrite));
-        let principal = Principal::from_token(&map(json!({"scope": ["plans:read"], "scopes": "plans:write"})), None);
+        let principal = Principal::from_token(&map(json!({"scope": ["plans:read"], "scopes": "plans:write"})), OFF);
         assert!(principal.has_scope(Scope::PlansRead), "an array under scope is accepted too");
         assert!(!principal.has_scope(Scope::PlansWrite), "only scope and scp count");
-        assert!(!Principal::from_token(&map(json!({"scope": "plans:reader"})), None).has_scope(Scope::PlansRead), "exact names");
+        assert!(!Principal::from_token(&map(json!({"scope": "plans:reader"})), OFF).has_scope(Scope::PlansRead), "exact names");
     }
 
     #[test]
     fn the_org_claim_confines_only_when_configured_and_a_non_empty_string() {
         let claims = map(json!({"hd": "example.com", "sub": "u1"}));
-        assert_eq!(Principal::from_token(&claims, Some("hd")).tenant, Tenant::org("example.com"));
-        assert_eq!(Principal::from_token(&claims, None).tenant, Tenant::unrestricted());
-        assert_eq!(Principal::from_token(&claims, None).subject.as_deref(), Some("u1"));
+        assert_eq!(Principal::from_token(&claims, &hd()).tenant, Tenant::org("example.com"));
+        assert_eq!(Principal::from_token(&claims, OFF).tenant, Tenant::unrestricted());
+        assert_eq!(Principal::from_token(&claims, OFF).subject.as_deref(), Some("u1"));
         for bad in [json!({}), json!({"hd": ""}), json!({"hd": ["a.com"]}), json!({"hd": 3})] {
-            assert_eq!(Principal::from_token(&map(bad), Some("hd")).tenant, Tenant::unrestricted());
+            assert_eq!(Principal::from_token(&map(bad), &hd()).tenant, Tenant::unrestricted());
         }
     }
 
     #[test]
     fn gateway_claims_are_strings_with_flattened_arrays() {
         let claims = strings(&[("scope", "plans:read plans:write"), ("hd", "example.com"), ("sub", "123")]);
-        let principal = Principal::from_gateway(&claims, &[], Some("hd"));
+        let principal = Principal::from_gateway(&claims, &[], &hd());
         assert!(principal.has_scope(Scope::PlansRead) && principal.has_scope(Scope::PlansWrite));
         assert_eq!(principal.tenant, Tenant::org("example.com"));
-        let principal = Principal::from_gateway(&strings(&[("scp", "[plans:write]")]), &[], None);
+        let principal = Principal::from_gateway(&strings(&[("scp", "[plans:write]")]), &[], OFF);
         assert!(principal.has_scope(Scope::PlansWrite));
-        let principal = Principal::from_gateway(&strings(&[("scp", r#"["plans:read"]"#)]), &[], None);
+        let principal = Principal::from_gateway(&strings(&[("scp", r#"["plans:read"]"#)]), &[], OFF);
         assert!(principal.has_scope(Scope::PlansRead));
-        let principal = Principal::from_gateway(&strings(&[]), &["plans:read".to_owned()], None);
+        let principal = Principal::from_gateway(&strings(&[]), &["plans:read".to_owned()], OFF);
         assert!(principal.has_scope(Scope::PlansRead), "the authorizer's own scopes list counts");
-        let principal = Principal::from_gateway(&strings(&[("hd", "[a.com b.com]")]), &[], Some("hd"));
+        let principal = Principal::from_gateway(&strings(&[("hd", "[a.com b.com]")]), &[], &hd());
         assert_eq!(principal.tenant, Tenant::unrestricted(), "several organisations are none");
+    }
+
+    #[test]
+    fn default_scopes_only_fill_in_for_tokens_without_any_scope_claim() {
+        let rules = ClaimRules { org_claim: Some("hd".into()), default_scopes: vec![Scope::PlansRead] };
+        let google = map(json!({"sub": "1", "hd": "example.com", "email": "a@example.com"}));
+        assert!(Principal::from_token(&google, &rules).has_scope(Scope::PlansRead));
+        assert!(!Principal::from_token(&google, &rules).has_scope(Scope::PlansWrite));
+        assert!(!Principal::from_token(&google, OFF).has_scope(Scope::PlansRead), "no defaults unless configured");
+        let narrow = map(json!({"scope": "openid", "hd": "example.com"}));
+        assert!(!Principal::from_token(&narrow, &rules).has_scope(Scope::PlansRead), "a listed scope set is never widened");
+        let gateway = strings(&[("sub", "1"), ("hd", "example.com")]);
+        assert!(Principal::from_gateway(&gateway, &[], &rules).has_scope(Scope::PlansRead));
     }
 
     #[test]

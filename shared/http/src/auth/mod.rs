@@ -51,6 +51,14 @@ impl Scope {
     }
 }
 
+impl Scope {
+    pub const ALL: [Scope; 2] = [Scope::PlansRead, Scope::PlansWrite];
+
+    pub fn parse(name: &str) -> Option<Scope> {
+        Self::ALL.into_iter().find(|scope| scope.as_str() == name)
+    }
+}
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -137,6 +145,24 @@ pub struct GatewayRules {
     pub audiences: Vec<String>,
 }
 
+/// How claims beyond the signature are read: the organisation claim and default scopes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimRules {
+    /// `ORG_CLAIM`: the claim naming the caller's organisation; `None` turns isolation off.
+    pub org_claim: Option<String>,
+    /// `JWT_DEFAULT_SCOPES`: granted to tokens that carry no `scope` or `scp` claim at all (Google
+    /// ID tokens carry none). Only allowed with `ORG_CLAIM`, so it never reaches just anyone the
+    /// issuer knows.
+    pub default_scopes: Vec<Scope>,
+}
+
+impl ClaimRules {
+    /// Tenant isolation on `claim`, no default scopes.
+    pub fn isolated_by(claim: &str) -> Self {
+        Self { org_claim: Some(claim.to_owned()), default_scopes: Vec::new() }
+    }
+}
+
 /// Decides, per request, whether the caller gets through and as which tenant. Cheap to clone.
 #[derive(Clone)]
 pub struct Authenticator {
@@ -145,8 +171,7 @@ pub struct Authenticator {
 
 struct Inner {
     mode: Mode,
-    /// `ORG_CLAIM`: the claim naming the caller's organisation; `None` turns isolation off.
-    org_claim: Option<String>,
+    claims: ClaimRules,
     /// The local issuer's public keys, served by the local server at `/.well-known/jwks.json`.
     published: Option<JwkSet>,
 }
@@ -160,42 +185,42 @@ enum Mode {
 
 impl fmt::Debug for Authenticator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Authenticator").field("mode", &self.describe()).field("org_claim", &self.inner.org_claim).finish()
+        f.debug_struct("Authenticator").field("mode", &self.describe()).field("claims", &self.inner.claims).finish()
     }
 }
 
 impl Authenticator {
-    fn new(mode: Mode, org_claim: Option<String>, published: Option<JwkSet>) -> Self {
-        Self { inner: Arc::new(Inner { mode, org_claim, published }) }
+    fn new(mode: Mode, claims: ClaimRules, published: Option<JwkSet>) -> Self {
+        Self { inner: Arc::new(Inner { mode, claims, published }) }
     }
 
     /// Refuses every protected request: what a process gets until it configures authentication.
     pub fn refuse_all() -> Self {
-        Self::new(Mode::RefuseAll, None, None)
+        Self::new(Mode::RefuseAll, ClaimRules::default(), None)
     }
 
     /// Verifies bearer tokens in this process.
-    pub fn verifying(verifier: JwtVerifier, org_claim: Option<String>) -> Self {
-        Self::new(Mode::Verify(verifier), org_claim, None)
+    pub fn verifying(verifier: JwtVerifier, claims: ClaimRules) -> Self {
+        Self::new(Mode::Verify(verifier), claims, None)
     }
 
     /// Trusts the claims API Gateway's JWT authorizer verified (and refuses requests without them).
-    pub fn gateway(rules: GatewayRules, org_claim: Option<String>) -> Self {
-        Self::new(Mode::Gateway(rules), org_claim, None)
+    pub fn gateway(rules: GatewayRules, claims: ClaimRules) -> Self {
+        Self::new(Mode::Gateway(rules), claims, None)
     }
 
     /// Verifies the tokens of a local issuer (its key is already in memory: no JWKS fetch) and
     /// publishes its JWKS.
-    pub fn local(issuer: &LocalIssuer, algorithms: Vec<jsonwebtoken::Algorithm>, org_claim: Option<String>) -> Self {
+    pub fn local(issuer: &LocalIssuer, algorithms: Vec<jsonwebtoken::Algorithm>, claims: ClaimRules) -> Self {
         let jwks = issuer.jwks();
         let rules = JwtRules { issuers: vec![issuer.issuer().to_owned()], audiences: vec![issuer.audience().to_owned()], algorithms };
         let verifier = JwtVerifier::new(Arc::new(JwksCache::preloaded(&jwks)), &rules);
-        Self::new(Mode::Verify(verifier), org_claim, Some(jwks))
+        Self::new(Mode::Verify(verifier), claims, Some(jwks))
     }
 
     /// The authenticator the configuration asks for. Never touches the network: a JWKS URL is
     /// fetched on the first request that needs it. The local issuer's key is created on first use.
-    pub fn from_config(auth: &AuthConfig, org_claim: Option<String>) -> Result<Self, AuthSetupError> {
+    pub fn from_config(auth: &AuthConfig, claims: ClaimRules) -> Result<Self, AuthSetupError> {
         Ok(match auth {
             AuthConfig::Verify(jwt) => {
                 let source = match &jwt.jwks {
@@ -203,9 +228,9 @@ impl Authenticator {
                     JwksLocation::File(path) => JwksSource::File(path.clone()),
                 };
                 let keys = Arc::new(JwksCache::new(source, JwksTiming::default()));
-                Self::verifying(JwtVerifier::new(keys, &jwt.rules), org_claim)
+                Self::verifying(JwtVerifier::new(keys, &jwt.rules), claims)
             }
-            AuthConfig::Gateway(rules) => Self::gateway(rules.clone(), org_claim),
+            AuthConfig::Gateway(rules) => Self::gateway(rules.clone(), claims),
             AuthConfig::LocalIssuer(local) => {
                 let (issuer, origin) = LocalIssuer::load_or_create(&local.key_dir, &local.issuer, &local.audience, local.algorithm)?;
                 tracing::info!(
@@ -216,7 +241,7 @@ impl Authenticator {
                     "development signing key {}",
                     if origin == KeyOrigin::Created { "created" } else { "loaded" }
                 );
-                Self::local(&issuer, local.algorithms.clone(), org_claim)
+                Self::local(&issuer, local.algorithms.clone(), claims)
             }
         })
     }
@@ -232,7 +257,7 @@ impl Authenticator {
     }
 
     pub fn org_claim(&self) -> Option<&str> {
-        self.inner.org_claim.as_deref()
+        self.inner.claims.org_claim.as_deref()
     }
 
     /// The public keys of the local issuer, if that is what this authenticator trusts.
@@ -243,29 +268,29 @@ impl Authenticator {
     /// Lets the request through (returning who it is) or says why not. Only the `Authorization`
     /// header carries a token: a token in the query string is ignored.
     pub async fn authorize(&self, headers: &HeaderMap, extensions: &Extensions, scope: Scope) -> Result<Principal, AuthError> {
-        let org_claim = self.inner.org_claim.as_deref();
+        let rules = &self.inner.claims;
         let principal = match &self.inner.mode {
             Mode::Verify(verifier) => {
                 let token = bearer_token(headers)?;
                 let claims = verifier.verify(token).await?;
-                Principal::from_token(&claims, org_claim)
+                Principal::from_token(&claims, rules)
             }
-            Mode::Gateway(rules) => {
+            Mode::Gateway(gateway) => {
                 let Some((claims, scopes)) = authorizer_claims(extensions) else {
                     return Err(TokenRejection::NoAuthorizerClaims.into());
                 };
-                claims::check_gateway(claims, rules)?;
-                Principal::from_gateway(claims, scopes, org_claim)
+                claims::check_gateway(claims, gateway)?;
+                Principal::from_gateway(claims, scopes, rules)
             }
             Mode::RefuseAll => return Err(TokenRejection::NotConfigured.into()),
         };
         if !principal.has_scope(scope) {
             return Err(AuthError::InsufficientScope(scope));
         }
-        if let Some(claim) = org_claim
+        if let Some(claim) = &rules.org_claim
             && principal.tenant.confined_to().is_none()
         {
-            return Err(AuthError::NoOrganisation(claim.to_owned()));
+            return Err(AuthError::NoOrganisation(claim.clone()));
         }
         Ok(principal)
     }

@@ -48,7 +48,8 @@ fn authenticator(algorithms: &[Algorithm], org_claim: Option<&str>) -> Authentic
     let jwks = JwkSet { keys: vec![RSA.jwks().keys[0].clone(), EC.jwks().keys[0].clone()] };
     let rules =
         JwtRules { issuers: vec![ISS.into(), "accounts.example".into()], audiences: vec![AUD.into()], algorithms: algorithms.to_vec() };
-    Authenticator::verifying(JwtVerifier::new(Arc::new(JwksCache::preloaded(&jwks)), &rules), org_claim.map(str::to_owned))
+    let claims = ClaimRules { org_claim: org_claim.map(str::to_owned), default_scopes: Vec::new() };
+    Authenticator::verifying(JwtVerifier::new(Arc::new(JwksCache::preloaded(&jwks)), &rules), claims)
 }
 
 fn bearer(token: &str) -> HeaderMap {
@@ -289,7 +290,7 @@ fn event(method: &str, path: &str, claims: Option<Value>, body: Option<&Value>) 
 }
 
 fn function(rules: GatewayRules) -> axum::Router {
-    let backends = Backends::embedded(WritePolicy::default()).with_auth(Authenticator::gateway(rules, Some("hd".into())));
+    let backends = Backends::embedded(WritePolicy::default()).with_auth(Authenticator::gateway(rules, ClaimRules::isolated_by("hd")));
     router(&[Endpoint::CreatePlan, Endpoint::GetPlan, Endpoint::ListPlans, Endpoint::DeletePlan], &backends)
 }
 
@@ -361,7 +362,8 @@ async fn without_authorizer_claims_a_function_refuses_even_a_valid_looking_token
         axum::http::Request::get("/v1/plan").header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty()).unwrap();
     assert_eq!(function.clone().oneshot(request).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     // Health and schema stay public.
-    let backends = Backends::embedded(WritePolicy::default()).with_auth(Authenticator::gateway(GatewayRules::default(), None));
+    let backends =
+        Backends::embedded(WritePolicy::default()).with_auth(Authenticator::gateway(GatewayRules::default(), ClaimRules::default()));
     let health = router(&[Endpoint::Health], &backends).oneshot(axum::http::Request::get("/v1/health").body(Body::empty()).unwrap()).await;
     assert_eq!(health.unwrap().status(), StatusCode::OK);
 }
