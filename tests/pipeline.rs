@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use plan::WritePolicy;
 use plan::jobs::sweep;
 use plan::store::{PlanReader, PlanWriter, StoreWalk};
-use plan_e2e::app::{TestApp, header, spawn_app};
+use plan_e2e::app::{TestApp, header, spawn_app, test_auth};
 use plan_e2e::{plan_service, redis_store, service_var, tag, unique_plan};
 use plan_events::indexer::{Indexer, MemoryDeadLetters};
 use plan_events::reindex::drift_check;
@@ -54,7 +54,7 @@ async fn pipeline(bootstrap: &str, timeout: Duration) -> Option<Pipeline> {
     let indexer = Arc::new(Indexer::new(index.clone(), dead_letters.clone()));
     let publisher = Arc::new(KafkaPublisher::new(kafka.clone()));
     let poller = tokio::spawn(run_poller(kafka, indexer, Offsets::default()));
-    let app = spawn_app(Backends::with_parts(store.clone(), publisher.clone(), WritePolicy::default())).await;
+    let app = spawn_app(Backends::with_parts(store.clone(), publisher.clone(), WritePolicy::default()).with_auth(test_auth(None))).await;
     Some(Pipeline { app, store, index, dead_letters, publisher, poller })
 }
 
@@ -117,7 +117,11 @@ async fn http_writes_reach_the_index_through_kafka() {
 /// Records of a sequence of changes to several plans, as a topic would hold them.
 async fn recorded_changes() -> Vec<ConsumedRecord> {
     let publisher = Arc::new(plan_e2e::RecordingPublisher::default());
-    let app = spawn_app(Backends::with_parts(Arc::new(plan_store::EmbeddedStore::new()), publisher.clone(), WritePolicy::default())).await;
+    let app = spawn_app(
+        Backends::with_parts(Arc::new(plan_store::EmbeddedStore::new()), publisher.clone(), WritePolicy::default())
+            .with_auth(test_auth(None)),
+    )
+    .await;
     let plans: Vec<Value> = (0..4).map(|_| unique_plan(&tag())).collect();
     for plan in &plans {
         assert_eq!(app.create(plan).await.status(), 201);

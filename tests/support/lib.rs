@@ -6,6 +6,7 @@ mod publisher;
 
 pub use publisher::RecordingPublisher;
 pub mod index;
+pub mod jwks;
 
 use std::sync::Arc;
 use std::time::Duration;

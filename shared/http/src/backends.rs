@@ -1,6 +1,6 @@
 //! The clients a process needs, built once per cold start from the configuration. Building them
-//! opens no connection: a cold start never waits for, or fails on, an unreachable backend, and
-//! requests answer 503 until it is back.
+//! opens no connection: a cold start never waits for, or fails on, an unreachable backend or
+//! issuer, and requests answer 503 until it is back.
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use plan_events::{InProcessBus, KafkaPublisher};
 use plan_index::{EmbeddedIndex, PlanIndex};
 use plan_store::{EmbeddedStore, RedisStore};
 
+use crate::auth::{AuthSetupError, Authenticator, ClaimRules};
 use crate::config::{Config, Deployment};
 
 #[derive(Clone)]
@@ -24,25 +25,34 @@ pub struct Backends {
     indexer: Arc<Indexer>,
     probes: Vec<Arc<dyn Probe>>,
     policy: WritePolicy,
+    auth: Authenticator,
 }
 
 /// A store as the backends need it: reads, writes, the reindex walk and a health probe.
 pub trait Store: PlanWriter + StoreWalk + Probe {}
 impl<T: PlanWriter + StoreWalk + Probe> Store for T {}
 
+/// Why a cold start could not build its clients.
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Auth(#[from] AuthSetupError),
+}
+
 impl Backends {
     /// The store is Redis when `REDIS_URL` is set, else embedded. Change events go to Kafka when
     /// `KAFKA_BOOTSTRAP_SERVERS` (or `MSK_CLUSTER_ARN`) is set; otherwise, locally, through an
     /// in-process bus into the indexer, and on Lambda nowhere (only writing functions publish,
-    /// and they refuse to start without Kafka).
-    pub fn from_config(config: &Config, deployment: Deployment) -> Result<Self, StoreError> {
+    /// and they refuse to start without Kafka). Callers are authenticated as configured.
+    pub fn from_config(config: &Config, deployment: Deployment) -> Result<Self, StartupError> {
         plan::validate::warm_up();
         let store: Arc<dyn Store> = match &config.redis {
             Some(redis) => Arc::new(RedisStore::new(redis)?),
             None => Arc::new(EmbeddedStore::new()),
         };
         let index: Arc<dyn PlanIndex> = Arc::new(EmbeddedIndex::new());
-        let mut probes: Vec<Arc<dyn Probe>> = vec![store.clone()];
         let dead_letters: Arc<dyn DeadLetters> = match &config.kafka {
             Some(kafka) => {
                 let mut dead_letter_topic = kafka.clone();
@@ -52,6 +62,7 @@ impl Backends {
             None => Arc::new(MemoryDeadLetters::default()),
         };
         let indexer = Arc::new(Indexer::new(index.clone(), dead_letters));
+        let mut probes: Vec<Arc<dyn Probe>> = vec![store.clone(), index.clone()];
         let publisher: Arc<dyn ChangePublisher> = match (&config.kafka, deployment) {
             (Some(kafka), _) => {
                 let kafka = Arc::new(KafkaPublisher::new(kafka.clone()));
@@ -61,15 +72,53 @@ impl Backends {
             (None, Deployment::Local) => InProcessBus::start(&config.topic, indexer.clone()),
             (None, Deployment::Lambda) => Arc::new(NoPublisher),
         };
-        probes.push(index.clone());
-        Ok(Self { store: store.clone(), walk: store, publisher, index, indexer, probes, policy: config.write_policy })
+        let claims = ClaimRules { org_claim: config.org_claim.clone(), default_scopes: config.default_scopes.clone() };
+        let auth = Authenticator::from_config(&config.auth, claims)?;
+        Ok(Self { store: store.clone(), walk: store, publisher, index, indexer, probes, policy: config.write_policy, auth })
     }
 
-    /// Any store and publisher over an embedded index, for tests.
+    /// Everything in memory, wired as the local server wires it (an in-process bus into an
+    /// embedded index), for tests. Protected routes refuse every request until
+    /// [`Self::with_auth`] says how to authenticate (fail closed). Needs a Tokio runtime.
+    pub fn embedded(policy: WritePolicy) -> Self {
+        Self::with_store(Arc::new(EmbeddedStore::new()), policy)
+    }
+
+    /// Any store, with the local wiring of [`Self::embedded`]. Fails closed like it.
+    pub fn with_store<S: Store + 'static>(store: Arc<S>, policy: WritePolicy) -> Self {
+        let index: Arc<dyn PlanIndex> = Arc::new(EmbeddedIndex::new());
+        let indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));
+        let publisher = InProcessBus::start("plan_operations", indexer.clone());
+        Self::assemble(store, publisher, index, indexer, policy)
+    }
+
+    /// Any store and publisher over an embedded index, for tests. Fails closed like
+    /// [`Self::embedded`].
     pub fn with_parts<S: Store + 'static>(store: Arc<S>, publisher: Arc<dyn ChangePublisher>, policy: WritePolicy) -> Self {
         let index: Arc<dyn PlanIndex> = Arc::new(EmbeddedIndex::new());
         let indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));
-        Self { store: store.clone(), walk: store.clone(), publisher, index: index.clone(), indexer, probes: vec![store, index], policy }
+        Self::assemble(store, publisher, index, indexer, policy)
+    }
+
+    fn assemble<S: Store + 'static>(
+        store: Arc<S>,
+        publisher: Arc<dyn ChangePublisher>,
+        index: Arc<dyn PlanIndex>,
+        indexer: Arc<Indexer>,
+        policy: WritePolicy,
+    ) -> Self {
+        let probes: Vec<Arc<dyn Probe>> = vec![store.clone(), index.clone()];
+        Self { store: store.clone(), walk: store, publisher, index, indexer, probes, policy, auth: Authenticator::refuse_all() }
+    }
+
+    /// The same backends, authenticating callers with `auth`.
+    pub fn with_auth(mut self, auth: Authenticator) -> Self {
+        self.auth = auth;
+        self
+    }
+
+    pub fn auth(&self) -> &Authenticator {
+        &self.auth
     }
 
     pub fn reads(&self) -> PlanReads {

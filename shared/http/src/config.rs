@@ -4,11 +4,15 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
+use jsonwebtoken::Algorithm;
 use plan::WritePolicy;
 use plan_events::{KafkaAuth, KafkaConfig};
 use plan_store::RedisConfig;
+
+use crate::auth::{GatewayRules, JwtRules, Scope};
 
 /// Where the handlers run: on Lambda a real store is mandatory; locally the embedded one is the
 /// default.
@@ -40,7 +44,71 @@ pub struct Config {
     /// `HOST` (default `127.0.0.1`) and `PORT` (default 3000): where the local server listens.
     pub host: IpAddr,
     pub port: u16,
+    /// How callers are authenticated: `JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`, `JWT_ALGORITHMS`,
+    /// `VERIFY_JWT_IN_FUNCTION` and `LOCAL_KEY_DIR`.
+    pub auth: AuthConfig,
+    /// `ORG_CLAIM`: the token claim naming the caller's organisation (Google Workspace: `hd`).
+    /// Set: tenant isolation is on. Unset: every authenticated caller sees every plan.
+    pub org_claim: Option<String>,
+    /// `JWT_DEFAULT_SCOPES`: scopes for tokens without any scope claim (Google ID tokens). Needs
+    /// `ORG_CLAIM`, so that it never extends to every account the issuer knows.
+    pub default_scopes: Vec<Scope>,
 }
+
+/// How requests are authenticated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthConfig {
+    /// Verify bearer tokens in this process: the local server with `JWKS_URL` set, or a function
+    /// with `VERIFY_JWT_IN_FUNCTION=true`.
+    Verify(JwtConfig),
+    /// A function behind API Gateway's JWT authorizer (the Lambda default): it reads the verified
+    /// claims from the request context and refuses requests that carry none.
+    Gateway(GatewayRules),
+    /// The local server without `JWKS_URL`: a development issuer whose key lives in `key_dir`.
+    LocalIssuer(LocalIssuerConfig),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwtConfig {
+    pub rules: JwtRules,
+    pub jwks: JwksLocation,
+}
+
+/// `JWKS_URL`: an `https://` URL (`http://` only on loopback), or a file (`file://` URL or path).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JwksLocation {
+    Url(String),
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalIssuerConfig {
+    /// `LOCAL_KEY_DIR` (default `.local`): where the development signing key is created.
+    pub key_dir: PathBuf,
+    /// `JWT_ISSUER` (default `plan-local`) and `JWT_AUDIENCE` (default `plan-api`).
+    pub issuer: String,
+    pub audience: String,
+    /// The key's algorithm: the first of `JWT_ALGORITHMS` (RS256 by default).
+    pub algorithm: Algorithm,
+    pub algorithms: Vec<Algorithm>,
+}
+
+/// Issuer and audience of the local development issuer when `JWT_ISSUER` / `JWT_AUDIENCE` are unset.
+pub const LOCAL_ISSUER: &str = "plan-local";
+pub const LOCAL_AUDIENCE: &str = "plan-api";
+
+/// Algorithms `JWT_ALGORITHMS` may name: asymmetric ones only, so a public key can never serve as
+/// an HMAC secret.
+const ACCEPTABLE_ALGORITHMS: [Algorithm; 8] = [
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+];
 
 /// Every configuration problem found, one per variable.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -163,11 +231,112 @@ impl Config {
             None => None,
         };
 
-        if problems.is_empty() {
-            Ok(Self { redis, kafka, msk_cluster_arn, topic, dead_letter_topic, write_policy: WritePolicy { require_if_match }, host, port })
-        } else {
-            Err(ConfigError { problems })
+        let org_claim = var("ORG_CLAIM").map(str::to_owned);
+        if org_claim.as_ref().is_some_and(|claim| claim.len() > 256 || claim.chars().any(|c| c.is_whitespace() || c.is_control())) {
+            problems.push("ORG_CLAIM: a claim name, without spaces".to_owned());
         }
+        let default_scopes =
+            parse_or(var("JWT_DEFAULT_SCOPES"), Vec::new(), "JWT_DEFAULT_SCOPES", "plans:read and/or plans:write", &mut problems, |raw| {
+                list(raw).iter().map(|name| Scope::parse(name)).collect()
+            });
+        if !default_scopes.is_empty() && org_claim.is_none() {
+            problems.push(
+                "JWT_DEFAULT_SCOPES needs ORG_CLAIM: without tenant isolation it would grant these scopes to every account of the issuer"
+                    .to_owned(),
+            );
+        }
+        let auth = auth_config(deployment, &var, &mut problems);
+
+        match auth {
+            Some(auth) if problems.is_empty() => Ok(Self {
+                redis,
+                kafka,
+                msk_cluster_arn,
+                topic,
+                dead_letter_topic,
+                write_policy: WritePolicy { require_if_match },
+                host,
+                port,
+                auth,
+                org_claim,
+                default_scopes,
+            }),
+            _ => Err(ConfigError { problems }),
+        }
+    }
+}
+
+fn auth_config<'a>(deployment: Deployment, var: &impl Fn(&str) -> Option<&'a str>, problems: &mut Vec<String>) -> Option<AuthConfig> {
+    let expected = "a comma-separated list of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384";
+    let algorithms = parse_or(var("JWT_ALGORITHMS"), vec![Algorithm::RS256], "JWT_ALGORITHMS", expected, problems, |raw| {
+        let algorithms: Option<Vec<Algorithm>> =
+            list(raw).iter().map(|name| name.parse().ok().filter(|alg| ACCEPTABLE_ALGORITHMS.contains(alg))).collect();
+        algorithms.filter(|algorithms| !algorithms.is_empty())
+    });
+    let verify_in_function =
+        parse_or(var("VERIFY_JWT_IN_FUNCTION"), false, "VERIFY_JWT_IN_FUNCTION", "true or false", problems, parse_bool);
+    let issuers = var("JWT_ISSUER").map(list).unwrap_or_default();
+    let audiences = var("JWT_AUDIENCE").map(list).unwrap_or_default();
+    let jwks = var("JWKS_URL").and_then(|raw| {
+        let location = jwks_location(raw);
+        if location.is_none() {
+            problems
+                .push(format!("JWKS_URL: expected an https:// URL (http:// only on loopback), a file:// URL or a file path, got {raw:?}"));
+        }
+        location
+    });
+
+    let verify = |why: &str, problems: &mut Vec<String>| {
+        for (name, missing) in [("JWT_ISSUER", issuers.is_empty()), ("JWT_AUDIENCE", audiences.is_empty()), ("JWKS_URL", jwks.is_none())] {
+            if missing && (name != "JWKS_URL" || var("JWKS_URL").is_none()) {
+                problems.push(format!("{name} is required {why}"));
+            }
+        }
+        let rules = JwtRules { issuers: issuers.clone(), audiences: audiences.clone(), algorithms: algorithms.clone() };
+        jwks.clone().map(|jwks| AuthConfig::Verify(JwtConfig { rules, jwks }))
+    };
+
+    match deployment {
+        Deployment::Lambda if verify_in_function => verify("when VERIFY_JWT_IN_FUNCTION=true", problems),
+        Deployment::Lambda => Some(AuthConfig::Gateway(GatewayRules { issuers, audiences })),
+        Deployment::Local if var("JWKS_URL").is_some() => verify("when JWKS_URL is set", problems),
+        Deployment::Local => {
+            let algorithm = algorithms[0];
+            if !matches!(algorithm, Algorithm::RS256 | Algorithm::ES256) {
+                problems.push("JWT_ALGORITHMS: the local development issuer signs with RS256 or ES256; list one of them first".to_owned());
+            }
+            Some(AuthConfig::LocalIssuer(LocalIssuerConfig {
+                key_dir: PathBuf::from(var("LOCAL_KEY_DIR").unwrap_or(".local")),
+                issuer: issuers.first().map_or(LOCAL_ISSUER, String::as_str).to_owned(),
+                audience: audiences.first().map_or(LOCAL_AUDIENCE, String::as_str).to_owned(),
+                algorithm,
+                algorithms,
+            }))
+        }
+    }
+}
+
+/// Items of a comma- (or space-) separated list.
+fn list(raw: &str) -> Vec<String> {
+    raw.split(|c: char| c == ',' || c.is_whitespace()).filter(|item| !item.is_empty()).map(str::to_owned).collect()
+}
+
+fn jwks_location(raw: &str) -> Option<JwksLocation> {
+    let Some((scheme, _)) = raw.split_once("://") else {
+        return Some(JwksLocation::File(PathBuf::from(raw)));
+    };
+    let url = reqwest::Url::parse(raw).ok()?;
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" if url.host().is_some() => Some(JwksLocation::Url(raw.to_owned())),
+        // Plain HTTP could be tampered with on the way; only the machine itself is trusted.
+        "http" => {
+            let host = url.host_str()?;
+            let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
+            let loopback = host.eq_ignore_ascii_case("localhost") || ip.is_ok_and(|ip| ip.is_loopback());
+            loopback.then(|| JwksLocation::Url(raw.to_owned()))
+        }
+        "file" => url.to_file_path().ok().map(JwksLocation::File),
+        _ => None,
     }
 }
 
@@ -250,6 +419,116 @@ mod tests {
         assert_eq!(redis.urls.len(), 2);
         assert!(!config.write_policy.require_if_match);
         assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn locally_the_server_is_its_own_issuer_unless_a_jwks_is_given() {
+        let config = Config::from_vars(Deployment::Local, &vars(&[])).unwrap();
+        let AuthConfig::LocalIssuer(local) = &config.auth else { panic!("{:?}", config.auth) };
+        assert_eq!((local.issuer.as_str(), local.audience.as_str(), local.algorithm), (LOCAL_ISSUER, LOCAL_AUDIENCE, Algorithm::RS256));
+        assert_eq!(local.key_dir, PathBuf::from(".local"));
+        assert_eq!(config.org_claim, None, "isolation is off unless ORG_CLAIM is set");
+
+        let config = Config::from_vars(
+            Deployment::Local,
+            &vars(&[("JWT_ALGORITHMS", "ES256"), ("LOCAL_KEY_DIR", "/tmp/keys"), ("ORG_CLAIM", "hd")]),
+        )
+        .unwrap();
+        let AuthConfig::LocalIssuer(local) = &config.auth else { panic!("{:?}", config.auth) };
+        assert_eq!((local.algorithm, local.key_dir.to_str()), (Algorithm::ES256, Some("/tmp/keys")));
+        assert_eq!(config.org_claim.as_deref(), Some("hd"));
+        assert!(config.default_scopes.is_empty());
+
+        let google = vars(&[
+            ("JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
+            ("JWT_ISSUER", "https://accounts.google.com, accounts.google.com"),
+            ("JWT_AUDIENCE", "1234567890-abc.apps.googleusercontent.com"),
+        ]);
+        let config = Config::from_vars(Deployment::Local, &google).unwrap();
+        let AuthConfig::Verify(jwt) = &config.auth else { panic!("{:?}", config.auth) };
+        assert_eq!(jwt.jwks, JwksLocation::Url("https://www.googleapis.com/oauth2/v3/certs".into()));
+        assert_eq!(jwt.rules.issuers, vec!["https://accounts.google.com", "accounts.google.com"]);
+        assert_eq!(jwt.rules.algorithms, vec![Algorithm::RS256]);
+
+        let error = Config::from_vars(Deployment::Local, &vars(&[("JWKS_URL", "./jwks.json")])).unwrap_err();
+        assert_eq!(error.problems.len(), 2, "issuer and audience named: {error}");
+    }
+
+    #[test]
+    fn on_lambda_the_authorizer_is_trusted_unless_the_function_verifies() {
+        let redis = ("REDIS_URL", "redis://cache:6379");
+        let config = Config::from_vars(Deployment::Lambda, &vars(&[redis])).unwrap();
+        assert_eq!(config.auth, AuthConfig::Gateway(GatewayRules::default()));
+        let config = Config::from_vars(Deployment::Lambda, &vars(&[redis, ("JWT_ISSUER", "https://i"), ("JWT_AUDIENCE", "a")])).unwrap();
+        assert_eq!(config.auth, AuthConfig::Gateway(GatewayRules { issuers: vec!["https://i".into()], audiences: vec!["a".into()] }));
+
+        let error = Config::from_vars(Deployment::Lambda, &vars(&[redis, ("VERIFY_JWT_IN_FUNCTION", "true")])).unwrap_err();
+        for name in ["JWT_ISSUER", "JWT_AUDIENCE", "JWKS_URL"] {
+            assert!(error.to_string().contains(name), "{name} missing from {error}");
+        }
+        let verifying = vars(&[
+            redis,
+            ("VERIFY_JWT_IN_FUNCTION", "true"),
+            ("JWKS_URL", "file:///opt/jwks.json"),
+            ("JWT_ISSUER", "https://i"),
+            ("JWT_AUDIENCE", "a"),
+            ("JWT_ALGORITHMS", "RS256, ES256"),
+        ]);
+        let AuthConfig::Verify(jwt) = Config::from_vars(Deployment::Lambda, &verifying).unwrap().auth else { panic!("verify") };
+        assert_eq!(jwt.jwks, JwksLocation::File("/opt/jwks.json".into()));
+        assert_eq!(jwt.rules.algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
+    }
+
+    #[test]
+    fn default_scopes_need_tenant_isolation() {
+        let google = [
+            ("JWKS_URL", "https://www.googleapis.com/oauth2/v3/certs"),
+            ("JWT_ISSUER", "https://accounts.google.com,accounts.google.com"),
+            ("JWT_AUDIENCE", "1234567890-abc.apps.googleusercontent.com"),
+            ("JWT_DEFAULT_SCOPES", "plans:read plans:write"),
+        ];
+        let error = Config::from_vars(Deployment::Local, &vars(&google)).unwrap_err();
+        assert!(error.to_string().contains("needs ORG_CLAIM"), "{error}");
+        let mut isolated = google.to_vec();
+        isolated.push(("ORG_CLAIM", "hd"));
+        let config = Config::from_vars(Deployment::Local, &vars(&isolated)).unwrap();
+        assert_eq!(config.default_scopes, vec![Scope::PlansRead, Scope::PlansWrite]);
+        isolated.push(("JWT_DEFAULT_SCOPES", "plans:admin"));
+        let error = Config::from_vars(Deployment::Local, &vars(&isolated)).unwrap_err();
+        assert!(error.to_string().contains("JWT_DEFAULT_SCOPES"), "{error}");
+    }
+
+    #[test]
+    fn unsafe_authentication_settings_are_refused_together() {
+        for algorithms in ["HS256", "none", "RS256,HS512", "EdDSA", ""] {
+            let result = Config::from_vars(Deployment::Local, &vars(&[("JWT_ALGORITHMS", algorithms)]));
+            assert_eq!(result.is_err(), !algorithms.is_empty(), "JWT_ALGORITHMS={algorithms}");
+        }
+        let error = Config::from_vars(
+            Deployment::Lambda,
+            &vars(&[
+                ("VERIFY_JWT_IN_FUNCTION", "yes please"),
+                ("JWT_ALGORITHMS", "HS256"),
+                ("JWKS_URL", "http://idp.example/jwks"),
+                ("ORG_CLAIM", "my org"),
+                ("REDIS_URL", "redis://cache:6379"),
+            ]),
+        )
+        .unwrap_err();
+        for name in ["VERIFY_JWT_IN_FUNCTION", "JWT_ALGORITHMS", "JWKS_URL", "ORG_CLAIM"] {
+            assert!(error.to_string().contains(name), "{name} missing from {error}");
+        }
+        for (url, ok) in [
+            ("http://127.0.0.1:3000/.well-known/jwks.json", true),
+            ("http://localhost/jwks", true),
+            ("http://[::1]:8080/jwks", true),
+            ("http://10.0.0.1/jwks", false),
+            ("ftp://idp/jwks", false),
+            ("https://", false),
+            ("/etc/jwks.json", true),
+        ] {
+            assert_eq!(jwks_location(url).is_some(), ok, "{url}");
+        }
     }
 
     #[test]

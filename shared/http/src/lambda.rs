@@ -24,7 +24,7 @@ async fn cold_start(function: &str, needs_kafka: bool) -> Result<(Config, Backen
         return Err(format!("{function} needs Kafka: set KAFKA_BOOTSTRAP_SERVERS or MSK_CLUSTER_ARN").into());
     }
     let backends = Backends::from_config(&config, Deployment::Lambda)?;
-    tracing::info!(function, "cold start complete");
+    tracing::info!(function, auth = backends.auth().describe(), "cold start complete");
     Ok((config, backends))
 }
 

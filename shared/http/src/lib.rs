@@ -2,6 +2,7 @@
 //! routes, extractors and RFC 9457 problem responses. Handlers extract, make one call into the
 //! `plan` use cases, and answer.
 
+pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod extract;
@@ -11,18 +12,49 @@ pub mod problem;
 pub mod routes;
 
 use axum::Router;
+use axum::http::header;
 use axum::response::IntoResponse;
+use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use backends::Backends;
+pub use auth::Authenticator;
+pub use backends::{Backends, StartupError};
 pub use config::{Config, Deployment};
 pub use routes::Endpoint;
 
 use crate::problem::Problem;
 
-/// A router serving `endpoints`, with the API's 404/405 problems, request ids and panic guard.
+/// Where the local server publishes its development issuer's public keys.
+pub const JWKS_PATH: &str = "/.well-known/jwks.json";
+
+/// A router serving `endpoints` (each behind authentication unless public), with the API's
+/// 404/405 problems, request ids and panic guard.
 pub fn router(endpoints: &[Endpoint], backends: &Backends) -> Router {
-    let routes = endpoints.iter().fold(Router::new(), |router, endpoint| router.merge(endpoint.route(backends)));
+    with_edge_layers(endpoint_routes(endpoints, backends))
+}
+
+/// Every endpoint in one router: the local server. When it is its own issuer, it also serves the
+/// issuer's JWKS, so other processes (a function under `cargo lambda watch`) can verify its tokens.
+pub fn app(backends: &Backends) -> Router {
+    let mut routes = endpoint_routes(&Endpoint::ALL, backends);
+    if let Some(jwks) = backends.auth().published_jwks() {
+        let body = axum::body::Bytes::from(serde_json::to_vec(jwks).unwrap_or_default());
+        routes = routes.route(
+            JWKS_PATH,
+            get(move || {
+                let body = body.clone();
+                async move { ([(header::CONTENT_TYPE, "application/jwk-set+json"), (header::CACHE_CONTROL, "public, max-age=300")], body) }
+            }),
+        );
+    }
+    with_edge_layers(routes)
+}
+
+fn endpoint_routes(endpoints: &[Endpoint], backends: &Backends) -> Router {
+    endpoints.iter().fold(Router::new(), |router, endpoint| router.merge(endpoint.route(backends)))
+}
+
+fn with_edge_layers(routes: Router) -> Router {
     routes
         .fallback(|| async { Problem::route_not_found() })
         .layer(CatchPanicLayer::custom(|_| {
@@ -32,9 +64,4 @@ pub fn router(endpoints: &[Endpoint], backends: &Backends) -> Router {
         }))
         .layer(axum::middleware::from_fn(middleware::render_problems))
         .layer(axum::middleware::from_fn(middleware::request_id))
-}
-
-/// Every endpoint in one router: the local server.
-pub fn app(backends: &Backends) -> Router {
-    router(&Endpoint::ALL, backends)
 }

@@ -9,6 +9,8 @@ use axum::response::{IntoResponse, Response};
 use plan::{PlanError, Violation};
 use serde::Serialize;
 
+use crate::auth::AuthError;
+
 /// Base of every problem `type` URI; they identify, they are not meant to be fetched.
 pub const PROBLEM_BASE: &str = "https://healthplan.dev/problems/";
 
@@ -36,6 +38,14 @@ impl Problem {
 
     pub fn with_header(mut self, name: header::HeaderName, value: &'static str) -> Self {
         self.headers.push((name, HeaderValue::from_static(value)));
+        self
+    }
+
+    /// A header built at run time; one that is not a valid header value is left out.
+    pub fn with_header_text(mut self, name: header::HeaderName, value: &str) -> Self {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            self.headers.push((name, value));
+        }
         self
     }
 
@@ -110,6 +120,8 @@ pub enum ApiError {
     InvalidId(String),
     #[error("the {0} header is not a valid entity-tag list")]
     InvalidHeader(&'static str),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 impl ApiError {
@@ -134,7 +146,35 @@ impl ApiError {
             }
             Self::InvalidId(_) => Problem::new(S::BAD_REQUEST, "invalid-id", "Invalid objectId", detail),
             Self::InvalidHeader(_) => Problem::new(S::BAD_REQUEST, "invalid-header", "Invalid header", detail),
+            Self::Auth(error) => auth_problem(error),
         }
+    }
+}
+
+/// The realm named in every `WWW-Authenticate` challenge.
+const REALM: &str = "plan-api";
+
+/// RFC 6750 challenges ride along with the problem document: `invalid_token` for a missing or bad
+/// token (401), `insufficient_scope` naming the scope needed (403).
+fn auth_problem(error: &AuthError) -> Problem {
+    use StatusCode as S;
+    let detail = error.to_string();
+    match error {
+        AuthError::InvalidToken(reason) => {
+            let challenge = format!(r#"Bearer realm="{REALM}", error="invalid_token", error_description="{}""#, reason.description());
+            Problem::new(S::UNAUTHORIZED, "invalid-token", "Authentication required", detail)
+                .with_header_text(header::WWW_AUTHENTICATE, &challenge)
+        }
+        AuthError::InsufficientScope(scope) => {
+            let challenge = format!(r#"Bearer realm="{REALM}", error="insufficient_scope", scope="{scope}""#);
+            Problem::new(S::FORBIDDEN, "insufficient-scope", "Insufficient scope", detail)
+                .with_header_text(header::WWW_AUTHENTICATE, &challenge)
+        }
+        // Authenticated, but the token names no organisation: asking for another token with more
+        // scopes would not help, so no scope challenge, just the problem.
+        AuthError::NoOrganisation(_) => Problem::new(S::FORBIDDEN, "no-organisation", "No organisation", detail),
+        AuthError::KeysUnavailable => Problem::new(S::SERVICE_UNAVAILABLE, "auth-unavailable", "Authentication unavailable", detail)
+            .with_header(header::RETRY_AFTER, "5"),
     }
 }
 

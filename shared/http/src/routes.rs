@@ -16,6 +16,7 @@ use plan::{ETag, ListPage, PlanReads, PlanWrites, Read, Representation};
 use serde_json::json;
 use serde_json::value::RawValue;
 
+use crate::auth::{self, Scope};
 use crate::backends::Backends;
 use crate::extract::{CallerContext, Conditions, JsonBody, ListParams, PatchBody, PathId};
 use crate::problem::ApiError;
@@ -76,7 +77,17 @@ impl Endpoint {
         matches!(self, Self::CreatePlan | Self::PutPlan | Self::PatchPlan | Self::DeletePlan)
     }
 
-    /// This endpoint alone, with only the backends it needs.
+    /// The scope a caller's token must grant, or `None` for the public routes (health and
+    /// schema). Reads (and searches) need `plans:read`, writes `plans:write`.
+    pub fn scope(self) -> Option<Scope> {
+        match self {
+            Self::ListPlans | Self::GetPlan => Some(Scope::PlansRead),
+            Self::CreatePlan | Self::PutPlan | Self::PatchPlan | Self::DeletePlan => Some(Scope::PlansWrite),
+            Self::Health | Self::GetSchema => None,
+        }
+    }
+
+    /// This endpoint alone, with only the backends it needs, behind authentication unless public.
     pub fn route(self, backends: &Backends) -> Router {
         let filter = MethodFilter::try_from(self.method()).unwrap_or(MethodFilter::GET);
         let path = self.path();
@@ -89,6 +100,10 @@ impl Endpoint {
             Self::DeletePlan => on(filter, delete_plan).with_state(backends.writes()),
             Self::Health => on(filter, health).with_state(Arc::new(backends.probes())),
             Self::GetSchema => on(filter, get_schema),
+        };
+        let route = match self.scope() {
+            Some(scope) => auth::protect(route, backends.auth(), scope),
+            None => route,
         };
         Router::new().route(path, route)
     }
