@@ -17,8 +17,9 @@ use crate::kafka::{KafkaConfig, connect};
 
 /// Bytes fetched per request, at most.
 const MAX_FETCH_BYTES: i32 = 1024 * 1024;
-/// How long a fetch waits for new records on the broker.
-const MAX_WAIT_MS: i32 = 200;
+/// How long a fetch waits for new records on the broker. Kafka answers a waiting fetch as soon as
+/// a record arrives; tansu only at the end of the wait, so this bounds the local latency.
+const MAX_WAIT_MS: i32 = 20;
 
 /// The committed offset of each partition: where the next batch starts.
 #[derive(Debug, Default, Clone)]
