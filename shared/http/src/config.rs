@@ -7,6 +7,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use plan::WritePolicy;
+use plan_index::OpenSearchConfig;
 use plan_store::RedisConfig;
 
 /// Where the handlers run: on Lambda a real store is mandatory; locally the embedded one is the
@@ -22,6 +23,10 @@ pub struct Config {
     /// `REDIS_URL`: `redis://` or `rediss://` URL, or a comma-separated list of cluster nodes.
     /// Unset: the embedded in-memory store (local server only).
     pub redis: Option<RedisConfig>,
+    /// `OPENSEARCH_URL` and the other `OPENSEARCH_*` variables (see [`OpenSearchConfig`]): the
+    /// search index. Unset: the embedded in-memory index (the search functions on Lambda refuse
+    /// to start without it).
+    pub opensearch: Option<OpenSearchConfig>,
     /// `REQUIRE_IF_MATCH` (default `true`): writes to an existing plan need If-Match (else 428).
     pub write_policy: WritePolicy,
     /// `HOST` (default `127.0.0.1`) and `PORT` (default 3000): where the local server listens.
@@ -79,8 +84,13 @@ impl Config {
             None => None,
         };
 
+        let opensearch = OpenSearchConfig::from_vars(vars).unwrap_or_else(|more| {
+            problems.extend(more);
+            None
+        });
+
         if problems.is_empty() {
-            Ok(Self { redis, write_policy: WritePolicy { require_if_match }, host, port })
+            Ok(Self { redis, opensearch, write_policy: WritePolicy { require_if_match }, host, port })
         } else {
             Err(ConfigError { problems })
         }
@@ -152,6 +162,17 @@ mod tests {
         assert_eq!(redis.urls.len(), 2);
         assert!(!config.write_policy.require_if_match);
         assert!(!format!("{config:?}").contains("secret"));
+    }
+
+    #[test]
+    fn opensearch_settings_join_the_other_problems() {
+        let config = Config::from_vars(Deployment::Local, &vars(&[])).unwrap();
+        assert!(config.opensearch.is_none());
+        let config =
+            Config::from_vars(Deployment::Local, &vars(&[("OPENSEARCH_URL", "http://127.0.0.1:9200"), ("OPENSEARCH_INDEX", "p")])).unwrap();
+        assert_eq!(config.opensearch.unwrap().alias, "p");
+        let error = Config::from_vars(Deployment::Local, &vars(&[("OPENSEARCH_URL", "ftp://x"), ("PORT", "x")])).unwrap_err();
+        assert_eq!(error.problems.len(), 2, "{error}");
     }
 
     #[test]

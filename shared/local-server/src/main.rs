@@ -1,6 +1,7 @@
 //! `plan-local`: every route of the plan API in one process.
 //!
-//! With no configuration it runs on embedded in-memory backends; `REDIS_URL` points it at Redis.
+//! With no configuration it runs on embedded in-memory backends; `REDIS_URL` points it at Redis,
+//! `OPENSEARCH_URL` at an OpenSearch or Elasticsearch cluster.
 //! Reads `.env` when present (see `.env.example`).
 
 use std::process::ExitCode;
@@ -30,7 +31,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let backends = Backends::from_config(&config)?;
     let listener = TcpListener::bind((config.host, config.port)).await?;
     let store = if config.redis.is_some() { "Redis" } else { "embedded in-memory store" };
-    tracing::info!("plan API on http://{} ({store}); try GET /v1/health", listener.local_addr()?);
+    let index = if config.opensearch.is_some() { "OpenSearch" } else { "embedded search index" };
+    tracing::info!("plan API on http://{} ({store}, {index}); try GET /v1/health", listener.local_addr()?);
     axum::serve(listener, plan_http::app(&backends)).with_graceful_shutdown(shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
