@@ -6,9 +6,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use plan::{Plan, Tenant};
-use plan_e2e::index::{Spec, delete, oid, plan_of, search, spec_plan, upsert};
+use plan_e2e::index::{Backend, Spec, delete, oid, plan_of, search, spec_plan, upsert};
 use plan_e2e::{tag, unique_plan};
-use plan_index::{ChangeOutcome, EmbeddedIndex, IndexErrorKind, ParentRelation, PlanIndex, SearchPage};
+use plan_index::{ChangeOutcome, IndexErrorKind, ParentRelation, PlanIndex, SearchPage};
 use serde_json::{Value, json};
 
 type Index = Arc<dyn PlanIndex>;
@@ -542,11 +542,277 @@ macro_rules! contract {
         $(
             #[tokio::test]
             async fn $case() {
-                let Some(index) = $make else { return };
-                cases::$case(index).await;
+                let Some(backend) = $make else { return };
+                cases::$case(backend.index.clone()).await;
+                backend.tear_down().await;
             }
         )*
     };
 }
 
-contract!(embedded, Some(Arc::new(EmbeddedIndex::new()) as Index));
+contract!(embedded, Backend::embedded());
+contract!(opensearch_osmem, Backend::osmem());
+contract!(opensearch_cluster, Backend::cluster());
+
+/// Checks only an OpenSearch backend can answer, and the two backends compared on random data.
+mod opensearch_only {
+    use super::*;
+    use plan_index::analysis;
+
+    async fn analyzer_agrees(backend: Backend) {
+        let adapter = backend.adapter().expect("an OpenSearch backend").clone();
+        let texts = [
+            "Yearly physical",
+            "well baby",
+            "Well-baby visits",
+            "Physical therapy (PT/OT)",
+            "U.S.A. plan",
+            "don't stop",
+            "co-pay 1,000.50",
+            "v1.2.3 ab1.cd2 1.a",
+            "İstanbul Ünïcode ÉCOLE Straße",
+            "x_y _x y_ x__y",
+            "e.g. l’école rock'n'roll 1'000",
+            "a:b hello...world",
+            "カタカナ ひらがな 日本語 한국어",
+            "ΣΑΣ ¼ cup x²",
+            "emergency room visit, 2nd opinion; X-ray/MRI",
+        ];
+        for text in texts {
+            assert_eq!(analysis::words(text), adapter.analyze(text).await.unwrap(), "{text:?}");
+        }
+        backend.tear_down().await;
+    }
+
+    async fn the_index_has_an_explicit_mapping_behind_an_alias(backend: Backend) {
+        let adapter = backend.adapter().expect("an OpenSearch backend").clone();
+        adapter.apply(&[upsert(&plan_of(unique_plan(&tag())), 1)]).await.unwrap();
+        let indices = adapter.indices().await.unwrap();
+        assert_eq!(indices, [format!("{}-initial", adapter.alias())]);
+        let mapping = adapter.mapping().await.unwrap();
+        let mappings = &mapping[&indices[0]]["mappings"];
+        assert_eq!(mappings["dynamic"], json!("strict"));
+        let properties = &mappings["properties"];
+        for (field, kind) in [
+            ("objectId", "keyword"),
+            ("objectType", "keyword"),
+            ("_org", "keyword"),
+            ("planId", "keyword"),
+            ("planType", "keyword"),
+            ("copay", "double"),
+            ("deductible", "double"),
+            ("creationDate", "date"),
+            ("name", "text"),
+            ("relation", "join"),
+        ] {
+            assert_eq!(properties[field]["type"], json!(kind), "{field}");
+        }
+        assert_eq!(properties["creationDate"]["format"], json!("MM-dd-yyyy||yyyy-MM-dd"));
+        assert_eq!(properties["name"]["fields"]["keyword"]["type"], json!("keyword"));
+        // A rebuild moves the alias to a new index and removes the old one.
+        let target = adapter.begin_rebuild().await.unwrap();
+        adapter.finish_rebuild(target.clone()).await.unwrap();
+        assert_eq!(adapter.indices().await.unwrap(), [target.name().to_owned()]);
+        backend.tear_down().await;
+    }
+
+    /// A tiny deterministic generator, so a failure can be replayed from its seed.
+    struct Random(u64);
+
+    impl Random {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+
+        fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+            items[self.below(items.len() as u64) as usize]
+        }
+
+        fn money(&mut self) -> f64 {
+            match self.below(4) {
+                0 => 0.0,
+                1 => self.below(40) as f64,
+                2 => self.below(400) as f64 + 0.5,
+                _ => (self.below(3000) * 5) as f64,
+            }
+        }
+    }
+
+    const WORDS: [&str; 10] = ["physical", "Yearly", "well", "baby", "dental", "vision", "therapy", "X-ray", "urgent", "care"];
+    const TYPES: [&str; 3] = ["inNetwork", "outOfNetwork", "HMO"];
+    const ORGS: [&str; 3] = ["example.com", "other.org", "third.net"];
+
+    fn random_plans(random: &mut Random, tag: &str, count: usize) -> Vec<Plan> {
+        (0..count)
+            .map(|i| {
+                let names: Vec<String> = (0..random.below(4))
+                    .map(|_| (0..1 + random.below(3)).map(|_| random.pick(&WORDS)).collect::<Vec<_>>().join(" "))
+                    .collect();
+                let services: Vec<(&str, f64, f64)> = names.iter().map(|n| (n.as_str(), random.money(), random.money())).collect();
+                let date = format!("{}-{:02}-{:02}", 2015 + random.below(5), 1 + random.below(12), 1 + random.below(28));
+                let date = if random.below(2) == 0 { date } else { format!("{}-{}-{}", &date[5..7], &date[8..10], &date[..4]) };
+                let spec = Spec {
+                    plan_type: random.pick(&TYPES),
+                    date: &date,
+                    org: random.pick(&ORGS),
+                    deductible: random.money(),
+                    copay: random.money(),
+                    services: &services,
+                };
+                spec_plan(&format!("r{i:03}-{tag}"), &spec)
+            })
+            .collect()
+    }
+
+    fn random_range(random: &mut Random, dates: bool) -> Value {
+        // Money, or a month as (year, month): both ordered the way the range compares them.
+        let mut value = || if dates { (2015 + random.below(5)) as f64 * 100.0 + (1 + random.below(12)) as f64 } else { random.money() };
+        let render = |x: f64| if dates { json!(format!("{}-{:02}-01", (x / 100.0) as u64, x as u64 % 100)) } else { json!(x) };
+        let (a, b) = (value(), value());
+        let (low, high) = (a.min(b), a.max(b));
+        let mut range = serde_json::Map::new();
+        match random.below(3) {
+            0 => range.insert(if random.below(2) == 0 { "gt" } else { "gte" }.into(), render(low)),
+            1 => range.insert(if random.below(2) == 0 { "lt" } else { "lte" }.into(), render(high)),
+            _ => {
+                range.insert("gte".into(), render(low));
+                range.insert("lte".into(), render(high))
+            }
+        };
+        Value::Object(range)
+    }
+
+    fn random_search(random: &mut Random) -> Value {
+        let mut body = serde_json::Map::new();
+        if random.below(4) == 0 {
+            body.insert("planType".into(), json!(random.pick(&TYPES)));
+        }
+        if random.below(4) == 0 {
+            body.insert("org".into(), json!(random.pick(&ORGS)));
+        }
+        if random.below(4) == 0 {
+            body.insert("creationDate".into(), random_range(random, true));
+        }
+        if random.below(3) == 0 {
+            let field = if random.below(2) == 0 { "copay" } else { "deductible" };
+            body.insert("planCostShares".into(), json!({field: random_range(random, false)}));
+        }
+        if random.below(2) == 0 {
+            let mut service = serde_json::Map::new();
+            if random.below(2) == 0 {
+                service.insert("name".into(), json!(random.pick(&WORDS)));
+            }
+            if random.below(2) == 0 {
+                service.insert("copay".into(), random_range(random, false));
+            }
+            if random.below(3) == 0 {
+                service.insert("deductible".into(), random_range(random, false));
+            }
+            body.insert("service".into(), Value::Object(service));
+        }
+        if random.below(3) == 0 {
+            let words: Vec<&str> = (0..1 + random.below(2)).map(|_| random.pick(&WORDS)).collect();
+            body.insert("text".into(), json!(words.join(" ")));
+        }
+        body.insert("size".into(), json!(1 + random.below(25)));
+        Value::Object(body)
+    }
+
+    /// Every page of a search, as (total, [(plan id, version, matched services)]).
+    async fn walk(index: &Index, body: &Value, tenant: &Tenant) -> (Vec<u64>, Vec<(String, u64, Vec<String>)>) {
+        let mut totals = Vec::new();
+        let mut out = Vec::new();
+        let mut body = body.clone();
+        loop {
+            let page = index.search(&search(body.clone()), tenant).await.unwrap();
+            totals.push(page.total);
+            out.extend(page.hits.iter().map(|h| (h.plan.to_json(), h.version, h.matched_services.iter().map(|s| s.to_string()).collect())));
+            match page.next_cursor {
+                Some(cursor) => body["cursor"] = json!(cursor),
+                None => return (totals, out),
+            }
+        }
+    }
+
+    async fn embedded_and_opensearch_give_the_same_answers(backend: Backend) {
+        let seed = 0x5eed_1234_u64;
+        let mut random = Random(seed);
+        let embedded: Index = Arc::new(plan_index::EmbeddedIndex::new());
+        let t = tag();
+        let plans = random_plans(&mut random, &t, 150);
+        // Some plans change and some go away, as in life.
+        let mut changes: Vec<_> = plans.iter().map(|p| upsert(p, 1)).collect();
+        let later = random_plans(&mut Random(seed ^ 0xffff), &t, 150);
+        for (i, plan) in later.iter().enumerate().filter(|(i, _)| i % 5 == 0) {
+            changes.push(upsert(plan, 2 + (i % 2) as u64));
+        }
+        changes.extend(plans.iter().filter(|_| random.below(10) == 0).map(|p| delete(p.object_id.as_str(), 9)));
+        for batch in changes.chunks(37) {
+            assert_eq!(embedded.apply(batch).await.unwrap(), backend.index.apply(batch).await.unwrap());
+        }
+        let mut answered = 0;
+        for n in 0..150 {
+            let body = random_search(&mut random);
+            let tenant = match random.below(4) {
+                0 => Tenant::org(random.pick(&ORGS)),
+                _ => Tenant::unrestricted(),
+            };
+            let expected = walk(&embedded, &body, &tenant).await;
+            let got = walk(&backend.index, &body, &tenant).await;
+            assert_eq!(got, expected, "search #{n} (seed {seed:#x}) {body} as {tenant:?}");
+            answered += usize::from(!expected.1.is_empty());
+        }
+        // The comparison means something only if many searches find plans.
+        assert!(answered >= 50, "only {answered} of 150 random searches found a plan");
+        backend.tear_down().await;
+    }
+
+    macro_rules! opensearch_cases {
+        ($backend:ident, $make:expr) => {
+            mod $backend {
+                use super::*;
+
+                #[tokio::test]
+                async fn analyzer_agrees_with_the_cluster() {
+                    let Some(backend) = $make else { return };
+                    analyzer_agrees(backend).await;
+                }
+
+                #[tokio::test]
+                async fn explicit_mapping_behind_an_alias() {
+                    let Some(backend) = $make else { return };
+                    the_index_has_an_explicit_mapping_behind_an_alias(backend).await;
+                }
+
+                #[tokio::test]
+                async fn same_answers_as_the_embedded_index() {
+                    let Some(backend) = $make else { return };
+                    embedded_and_opensearch_give_the_same_answers(backend).await;
+                }
+            }
+        };
+    }
+
+    opensearch_cases!(osmem, Backend::osmem());
+    opensearch_cases!(cluster, Backend::cluster());
+
+    #[tokio::test]
+    async fn an_unreachable_cluster_is_unavailable_not_an_answer() {
+        // Nothing listens on port 9 of the loopback interface (discard, never enabled).
+        let mut config = plan_index::OpenSearchConfig::for_tests("http://127.0.0.1:9", &plan_e2e::index::test_alias());
+        config.timeout = std::time::Duration::from_millis(500);
+        let index = plan_index::OpenSearchIndex::new(&config).unwrap();
+        let error = index.apply(&[upsert(&plan_of(unique_plan(&tag())), 1)]).await.unwrap_err();
+        assert_eq!(error.kind, IndexErrorKind::Unavailable, "{error}");
+        let error = index.search(&search(json!({})), &Tenant::unrestricted()).await.unwrap_err();
+        assert_eq!(error.kind, IndexErrorKind::Unavailable);
+        assert!(plan::store::Probe::ping(&index).await.is_err());
+    }
+}

@@ -86,3 +86,52 @@ pub fn oid(raw: &str) -> ObjectId {
 pub fn search(body: Value) -> SearchQuery {
     SearchQuery::from_json(&body).unwrap_or_else(|violations| panic!("invalid search {body}: {violations:?}"))
 }
+
+/// An index for one test, and how to clean it up.
+pub struct Backend {
+    pub index: std::sync::Arc<dyn plan_index::PlanIndex>,
+    opensearch: Option<std::sync::Arc<plan_index::OpenSearchIndex>>,
+}
+
+impl Backend {
+    pub fn embedded() -> Option<Self> {
+        Some(Self { index: std::sync::Arc::new(plan_index::EmbeddedIndex::new()), opensearch: None })
+    }
+
+    /// The OpenSearch adapter on the test script's osmem-server (`PLAN_TEST_OPENSEARCH_URL`), on
+    /// an alias of its own.
+    pub fn osmem() -> Option<Self> {
+        let url = crate::service_var("PLAN_TEST_OPENSEARCH_URL")?;
+        Some(Self::opensearch(plan_index::OpenSearchConfig::for_tests(&url, &test_alias())))
+    }
+
+    /// The OpenSearch adapter on a real cluster, when `OPENSEARCH_URL` (and its `OPENSEARCH_*`
+    /// companions) are set; skipped otherwise. Each test makes and deletes its own index.
+    pub fn cluster() -> Option<Self> {
+        let vars = std::env::vars().collect();
+        let mut config = plan_index::OpenSearchConfig::from_vars(&vars).unwrap_or_else(|problems| panic!("OPENSEARCH_*: {problems:?}"))?;
+        config.alias = test_alias();
+        config.refresh_on_write = true;
+        Some(Self::opensearch(config))
+    }
+
+    pub fn opensearch(config: plan_index::OpenSearchConfig) -> Self {
+        let adapter = std::sync::Arc::new(plan_index::OpenSearchIndex::new(&config).expect("OpenSearch client"));
+        Self { index: adapter.clone(), opensearch: Some(adapter) }
+    }
+
+    pub fn adapter(&self) -> Option<&std::sync::Arc<plan_index::OpenSearchIndex>> {
+        self.opensearch.as_ref()
+    }
+
+    /// Deletes the test's indices (a panicking test leaves them: `plan-test-*`).
+    pub async fn tear_down(self) {
+        if let Some(adapter) = self.opensearch {
+            adapter.delete_all().await.expect("delete the test's indices");
+        }
+    }
+}
+
+pub fn test_alias() -> String {
+    format!("plan-test-{}", uuid::Uuid::new_v4().simple())
+}

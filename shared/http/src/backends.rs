@@ -10,7 +10,7 @@ use plan::store::{PlanWriter, Probe, StoreError, StoreWalk};
 use plan::{PlanReads, PlanWrites, WritePolicy};
 use plan_events::indexer::{DeadLetters, Indexer, KafkaDeadLetters, MemoryDeadLetters};
 use plan_events::{InProcessBus, KafkaPublisher};
-use plan_index::{EmbeddedIndex, PlanIndex};
+use plan_index::{EmbeddedIndex, IndexReads, OpenSearchIndex, PlanIndex};
 use plan_store::{EmbeddedStore, RedisStore};
 
 use crate::auth::{AuthSetupError, Authenticator, ClaimRules};
@@ -39,10 +39,13 @@ pub enum StartupError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Auth(#[from] AuthSetupError),
+    #[error(transparent)]
+    Index(#[from] plan_index::IndexError),
 }
 
 impl Backends {
-    /// The store is Redis when `REDIS_URL` is set, else embedded. Change events go to Kafka when
+    /// The store is Redis when `REDIS_URL` is set, else embedded; the index OpenSearch when
+    /// `OPENSEARCH_URL` is set, else embedded. Change events go to Kafka when
     /// `KAFKA_BOOTSTRAP_SERVERS` (or `MSK_CLUSTER_ARN`) is set; otherwise, locally, through an
     /// in-process bus into the indexer, and on Lambda nowhere (only writing functions publish,
     /// and they refuse to start without Kafka). Callers are authenticated as configured.
@@ -52,7 +55,10 @@ impl Backends {
             Some(redis) => Arc::new(RedisStore::new(redis)?),
             None => Arc::new(EmbeddedStore::new()),
         };
-        let index: Arc<dyn PlanIndex> = Arc::new(EmbeddedIndex::new());
+        let index: Arc<dyn PlanIndex> = match &config.opensearch {
+            Some(opensearch) => Arc::new(OpenSearchIndex::new(opensearch)?),
+            None => Arc::new(EmbeddedIndex::new()),
+        };
         let dead_letters: Arc<dyn DeadLetters> = match &config.kafka {
             Some(kafka) => {
                 let mut dead_letter_topic = kafka.clone();
@@ -111,6 +117,16 @@ impl Backends {
         Self { store: store.clone(), walk: store, publisher, index, indexer, probes, policy, auth: Authenticator::refuse_all() }
     }
 
+    /// These backends over another search index (tests bring a filled one); the in-process bus
+    /// and the indexer are rewired onto it.
+    pub fn with_index(mut self, index: Arc<dyn PlanIndex>) -> Self {
+        self.indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));
+        self.publisher = InProcessBus::start("plan_operations", self.indexer.clone());
+        self.probes = vec![self.probes[0].clone(), index.clone()];
+        self.index = index;
+        self
+    }
+
     /// The same backends, authenticating callers with `auth`.
     pub fn with_auth(mut self, auth: Authenticator) -> Self {
         self.auth = auth;
@@ -147,6 +163,10 @@ impl Backends {
 
     pub fn index(&self) -> Arc<dyn PlanIndex> {
         self.index.clone()
+    }
+
+    pub fn index_reads(&self) -> IndexReads {
+        IndexReads::new(self.index.clone())
     }
 
     /// The indexer over this process's index: what the Lambda indexer, the local poller and the

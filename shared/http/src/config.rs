@@ -10,6 +10,7 @@ use std::time::Duration;
 use jsonwebtoken::Algorithm;
 use plan::WritePolicy;
 use plan_events::{KafkaAuth, KafkaConfig};
+use plan_index::OpenSearchConfig;
 use plan_store::RedisConfig;
 
 use crate::auth::{GatewayRules, JwtRules, Scope};
@@ -39,6 +40,10 @@ pub struct Config {
     pub topic: String,
     /// `KAFKA_DLQ_TOPIC` (default `<KAFKA_TOPIC>.dlq`): where the indexer sends poison records.
     pub dead_letter_topic: String,
+    /// `OPENSEARCH_URL` and the other `OPENSEARCH_*` variables (see [`OpenSearchConfig`]): the
+    /// search index. Unset: the embedded in-memory index (the search functions on Lambda refuse
+    /// to start without it).
+    pub opensearch: Option<OpenSearchConfig>,
     /// `REQUIRE_IF_MATCH` (default `true`): writes to an existing plan need If-Match (else 428).
     pub write_policy: WritePolicy,
     /// `HOST` (default `127.0.0.1`) and `PORT` (default 3000): where the local server listens.
@@ -231,6 +236,10 @@ impl Config {
             None => None,
         };
 
+        let opensearch = OpenSearchConfig::from_vars(vars).unwrap_or_else(|more| {
+            problems.extend(more);
+            None
+        });
         let org_claim = var("ORG_CLAIM").map(str::to_owned);
         if org_claim.as_ref().is_some_and(|claim| claim.len() > 256 || claim.chars().any(|c| c.is_whitespace() || c.is_control())) {
             problems.push("ORG_CLAIM: a claim name, without spaces".to_owned());
@@ -250,6 +259,7 @@ impl Config {
         match auth {
             Some(auth) if problems.is_empty() => Ok(Self {
                 redis,
+                opensearch,
                 kafka,
                 msk_cluster_arn,
                 topic,
@@ -529,6 +539,17 @@ mod tests {
         ] {
             assert_eq!(jwks_location(url).is_some(), ok, "{url}");
         }
+    }
+
+    #[test]
+    fn opensearch_settings_join_the_other_problems() {
+        let config = Config::from_vars(Deployment::Local, &vars(&[])).unwrap();
+        assert!(config.opensearch.is_none());
+        let config =
+            Config::from_vars(Deployment::Local, &vars(&[("OPENSEARCH_URL", "http://127.0.0.1:9200"), ("OPENSEARCH_INDEX", "p")])).unwrap();
+        assert_eq!(config.opensearch.unwrap().alias, "p");
+        let error = Config::from_vars(Deployment::Local, &vars(&[("OPENSEARCH_URL", "ftp://x"), ("PORT", "x")])).unwrap_err();
+        assert_eq!(error.problems.len(), 2, "{error}");
     }
 
     #[test]

@@ -126,6 +126,91 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
     }
 }
 
+/// The JSON body of `POST /v1/search`, parsed into a typed search.
+pub struct SearchBody(pub plan_index::SearchQuery);
+
+impl<S: Send + Sync> FromRequest<S> for SearchBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let JsonBody(document) = JsonBody::from_request(request, state).await?;
+        plan_index::SearchQuery::from_json(&document)
+            .map(SearchBody)
+            .map_err(|v| ApiError::Index(plan_index::IndexReadError::InvalidSearch(v)))
+    }
+}
+
+/// The query parameters of `GET /v1/search`, parsed into the same typed search.
+pub struct SearchParams(pub plan_index::SearchQuery);
+
+impl<S: Send + Sync> FromRequestParts<S> for SearchParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let invalid = |v| ApiError::Index(plan_index::IndexReadError::InvalidSearch(v));
+        let pairs = query_pairs(parts).map_err(|e| invalid(vec![plan::Violation::new("", e)]))?;
+        plan_index::SearchQuery::from_params(&pairs).map(SearchParams).map_err(invalid)
+    }
+}
+
+/// `GET /v1/plan/es_data?id=&parent_type=`: an objectId, and optionally the relation of the
+/// parent whose children are asked for (`plan` or `linkedPlanServices`).
+pub struct IndexDataParams {
+    pub id: ObjectId,
+    pub parent_type: Option<plan_index::ParentRelation>,
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for IndexDataParams {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let invalid = |violations| ApiError::Plan(plan::PlanError::InvalidQuery(violations));
+        let pairs = query_pairs(parts).map_err(|e| invalid(vec![plan::Violation::new("", e)]))?;
+        let mut violations = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (name, _) in &pairs {
+            if !["id", "parent_type"].contains(&name.as_str()) {
+                violations.push(plan::Violation::new(
+                    format!("/{}", name.chars().take(64).collect::<String>()),
+                    "unknown parameter; known: id, parent_type",
+                ));
+            } else if !seen.insert(name.as_str()) {
+                violations.push(plan::Violation::new(format!("/{name}"), "given more than once"));
+            }
+        }
+        let get = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        let id = match get("id").map(ObjectId::parse) {
+            Some(Ok(id)) => Some(id),
+            Some(Err(e)) => {
+                violations.push(plan::Violation::new("/id", e.to_string()));
+                None
+            }
+            None => {
+                violations.push(plan::Violation::new("/id", "the objectId of the document to show is required"));
+                None
+            }
+        };
+        let parent_type = match get("parent_type") {
+            None => None,
+            Some(raw) => {
+                let parsed = plan_index::ParentRelation::parse(raw);
+                if parsed.is_none() {
+                    violations.push(plan::Violation::new("/parent_type", "plan or linkedPlanServices (the relations that have children)"));
+                }
+                parsed
+            }
+        };
+        match id {
+            Some(id) if violations.is_empty() => Ok(IndexDataParams { id, parent_type }),
+            _ => Err(invalid(violations)),
+        }
+    }
+}
+
+fn query_pairs(parts: &Parts) -> Result<Vec<(String, String)>, String> {
+    axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri).map(|q| q.0).map_err(|e| e.body_text())
+}
+
 /// Who is asking: the organisation the caller is confined to and the request id. Authentication
 /// puts a [`plan::Tenant`] into the request when tenant isolation is configured; without one the
 /// caller sees every plan.

@@ -14,7 +14,7 @@ type Error = lambda_http::Error;
 
 /// Cold start: logging as the function's LoggingConfig says, configuration (every problem named
 /// at once), brokers from MSK when only the cluster ARN is given, clients built once.
-async fn cold_start(function: &str, needs_kafka: bool) -> Result<(Config, Backends), Error> {
+async fn cold_start(function: &str, needs_kafka: bool, needs_index: bool) -> Result<(Config, Backends), Error> {
     lambda_http::tracing::init_default_subscriber();
     #[allow(unused_mut)]
     let mut config = Config::from_env(Deployment::Lambda)?;
@@ -23,6 +23,11 @@ async fn cold_start(function: &str, needs_kafka: bool) -> Result<(Config, Backen
     if needs_kafka && config.kafka.is_none() {
         return Err(format!("{function} needs Kafka: set KAFKA_BOOTSTRAP_SERVERS or MSK_CLUSTER_ARN").into());
     }
+    if needs_index && config.opensearch.is_none() {
+        // The embedded index would be empty in a function of its own: refuse rather than answer
+        // every search with nothing.
+        return Err(format!("{function} needs the index service: set OPENSEARCH_URL").into());
+    }
     let backends = Backends::from_config(&config, Deployment::Lambda)?;
     tracing::info!(function, auth = backends.auth().describe(), "cold start complete");
     Ok((config, backends))
@@ -30,7 +35,7 @@ async fn cold_start(function: &str, needs_kafka: bool) -> Result<(Config, Backen
 
 /// One HTTP endpoint; then the runtime loop, one request at a time.
 pub async fn run(endpoint: Endpoint) -> Result<(), Error> {
-    let (_, backends) = cold_start(endpoint.function(), endpoint.writes()).await?;
+    let (_, backends) = cold_start(endpoint.function(), endpoint.writes(), endpoint.uses_index()).await?;
     lambda_http::run(router(&[endpoint], &backends)).await
 }
 
@@ -38,7 +43,7 @@ pub async fn run(endpoint: Endpoint) -> Result<(), Error> {
 /// returns an error, so the mapping delivers it again (then to its on-failure destination);
 /// poison records are dead-lettered and never fail the batch.
 pub async fn run_indexer() -> Result<(), Error> {
-    let (_, backends) = cold_start("indexer", true).await?;
+    let (_, backends) = cold_start("indexer", true, true).await?;
     let indexer = backends.indexer();
     lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::kafka::KafkaEvent>| {
         let indexer = indexer.clone();
@@ -99,7 +104,7 @@ pub async fn reindex(backends: &Backends, job: ReindexJob) -> Result<Value, Erro
 
 /// The reindex function: the scheduled sweep, and rebuild or drift check on demand.
 pub async fn run_reindex() -> Result<(), Error> {
-    let (_, backends) = cold_start("reindex", true).await?;
+    let (_, backends) = cold_start("reindex", true, true).await?;
     let backends = Arc::new(backends);
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
         let backends = backends.clone();

@@ -10,6 +10,7 @@ pub mod lambda;
 pub mod middleware;
 pub mod problem;
 pub mod routes;
+mod search;
 
 use axum::Router;
 use axum::http::header;

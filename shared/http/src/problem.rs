@@ -7,6 +7,7 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use plan::{PlanError, Violation};
+use plan_index::IndexReadError;
 use serde::Serialize;
 
 use crate::auth::AuthError;
@@ -108,6 +109,8 @@ impl IntoResponse for Problem {
 pub enum ApiError {
     #[error(transparent)]
     Plan(#[from] PlanError),
+    #[error(transparent)]
+    Index(#[from] IndexReadError),
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
     #[error("the body is larger than {limit} bytes")]
@@ -130,6 +133,7 @@ impl ApiError {
         let detail = self.to_string();
         match self {
             Self::Plan(error) => plan_problem(error),
+            Self::Index(error) => index_problem(error),
             Self::MalformedJson(_) => Problem::new(S::BAD_REQUEST, "malformed-json", "Malformed JSON", detail),
             Self::PayloadTooLarge { .. } => Problem::new(S::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large", detail),
             Self::UnreadableBody => Problem::new(S::BAD_REQUEST, "unreadable-body", "Unreadable body", detail),
@@ -216,6 +220,31 @@ fn plan_problem(error: &PlanError) -> Problem {
         }
         PlanError::Internal(source) => {
             tracing::error!(error = %source, "internal error");
+            Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred; it has been logged")
+        }
+    }
+}
+
+fn index_problem(error: &IndexReadError) -> Problem {
+    use StatusCode as S;
+    match error {
+        IndexReadError::InvalidSearch(violations) => {
+            let detail = format!("the search is not valid: {} violation(s), listed in 'violations'", violations.len());
+            Problem::new(S::BAD_REQUEST, "invalid-search", "Invalid search", detail).with_violations(violations.clone())
+        }
+        IndexReadError::NotFound { .. } => Problem::new(S::NOT_FOUND, "not-found", "Not found", error.to_string()),
+        IndexReadError::Unavailable(source) => {
+            tracing::warn!(error = %source, "search index unavailable");
+            Problem::new(
+                S::SERVICE_UNAVAILABLE,
+                "index-unavailable",
+                "Service unavailable",
+                "the search index is unavailable; retry shortly",
+            )
+            .with_header(header::RETRY_AFTER, "1")
+        }
+        IndexReadError::Internal(source) => {
+            tracing::error!(error = %source, "search index error");
             Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred; it has been logged")
         }
     }

@@ -20,6 +20,7 @@ use crate::auth::{self, Scope};
 use crate::backends::Backends;
 use crate::extract::{CallerContext, Conditions, JsonBody, ListParams, PatchBody, PathId};
 use crate::problem::ApiError;
+use crate::search;
 
 /// One route of the API, served by one Lambda function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,16 +33,38 @@ pub enum Endpoint {
     DeletePlan,
     Health,
     GetSchema,
+    SearchPlans,
+    SearchPlansByQuery,
+    GetIndexedPlan,
+    GetIndexData,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 8] =
-        [Self::CreatePlan, Self::ListPlans, Self::GetPlan, Self::PutPlan, Self::PatchPlan, Self::DeletePlan, Self::Health, Self::GetSchema];
+    pub const ALL: [Endpoint; 12] = [
+        Self::CreatePlan,
+        Self::ListPlans,
+        Self::GetPlan,
+        Self::PutPlan,
+        Self::PatchPlan,
+        Self::DeletePlan,
+        Self::Health,
+        Self::GetSchema,
+        Self::SearchPlans,
+        Self::SearchPlansByQuery,
+        Self::GetIndexedPlan,
+        Self::GetIndexData,
+    ];
 
     pub fn method(self) -> Method {
         match self {
-            Self::CreatePlan => Method::POST,
-            Self::ListPlans | Self::GetPlan | Self::Health | Self::GetSchema => Method::GET,
+            Self::CreatePlan | Self::SearchPlans => Method::POST,
+            Self::ListPlans
+            | Self::GetPlan
+            | Self::Health
+            | Self::GetSchema
+            | Self::SearchPlansByQuery
+            | Self::GetIndexedPlan
+            | Self::GetIndexData => Method::GET,
             Self::PutPlan => Method::PUT,
             Self::PatchPlan => Method::PATCH,
             Self::DeletePlan => Method::DELETE,
@@ -49,13 +72,24 @@ impl Endpoint {
     }
 
     /// The path, in the `{param}` syntax that axum, API Gateway and SAM share.
+    ///
+    /// `/v1/plan/es_data` overlaps `/v1/plan/{id}`: axum (like API Gateway) prefers the static
+    /// segment, so a plan whose objectId is `es_data` cannot be reached by its path.
     pub fn path(self) -> &'static str {
         match self {
             Self::CreatePlan | Self::ListPlans => "/v1/plan",
             Self::GetPlan | Self::PutPlan | Self::PatchPlan | Self::DeletePlan => "/v1/plan/{id}",
             Self::Health => "/v1/health",
             Self::GetSchema => "/v1/schema/plan",
+            Self::SearchPlans | Self::SearchPlansByQuery => "/v1/search",
+            Self::GetIndexedPlan => "/v1/plan/es_plan/{planId}",
+            Self::GetIndexData => "/v1/plan/es_data",
         }
+    }
+
+    /// Whether the endpoint reads the search index (and so needs `OPENSEARCH_URL` on Lambda).
+    pub fn uses_index(self) -> bool {
+        matches!(self, Self::SearchPlans | Self::SearchPlansByQuery | Self::GetIndexedPlan | Self::GetIndexData)
     }
 
     /// The function crate (and binary) that serves this endpoint on Lambda.
@@ -69,6 +103,10 @@ impl Endpoint {
             Self::DeletePlan => "delete-plan",
             Self::Health => "health",
             Self::GetSchema => "get-schema",
+            Self::SearchPlans => "search-plans",
+            Self::SearchPlansByQuery => "search-plans-query",
+            Self::GetIndexedPlan => "get-indexed-plan",
+            Self::GetIndexData => "get-index-data",
         }
     }
 
@@ -82,6 +120,7 @@ impl Endpoint {
     pub fn scope(self) -> Option<Scope> {
         match self {
             Self::ListPlans | Self::GetPlan => Some(Scope::PlansRead),
+            Self::SearchPlans | Self::SearchPlansByQuery | Self::GetIndexedPlan | Self::GetIndexData => Some(Scope::PlansRead),
             Self::CreatePlan | Self::PutPlan | Self::PatchPlan | Self::DeletePlan => Some(Scope::PlansWrite),
             Self::Health | Self::GetSchema => None,
         }
@@ -100,6 +139,10 @@ impl Endpoint {
             Self::DeletePlan => on(filter, delete_plan).with_state(backends.writes()),
             Self::Health => on(filter, health).with_state(Arc::new(backends.probes())),
             Self::GetSchema => on(filter, get_schema),
+            Self::SearchPlans => on(filter, search::search_by_body).with_state(backends.index_reads()),
+            Self::SearchPlansByQuery => on(filter, search::search_by_params).with_state(backends.index_reads()),
+            Self::GetIndexedPlan => on(filter, search::indexed_plan).with_state(backends.index_reads()),
+            Self::GetIndexData => on(filter, search::index_data).with_state(backends.index_reads()),
         };
         let route = match self.scope() {
             Some(scope) => auth::protect(route, backends.auth(), scope),

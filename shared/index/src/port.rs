@@ -1,5 +1,5 @@
 //! The search-index port: what the indexer, the reindex job and the search functions may ask of
-//! an index. [`crate::EmbeddedIndex`] implements it (OpenSearch to follow) and pass one
+//! an index. [`crate::EmbeddedIndex`] and [`crate::OpenSearchIndex`] implement it and pass one
 //! contract suite (`tests/index_contract.rs`).
 //!
 //! # Versions

@@ -3,7 +3,9 @@
 //! With no configuration it runs on embedded in-memory backends, as its own token issuer: the
 //! first start creates a development signing key in `LOCAL_KEY_DIR` (`.local/`), and
 //! `plan-local token` mints tokens with it. `REDIS_URL` points it at Redis; `JWKS_URL` (with
-//! `JWT_ISSUER` and `JWT_AUDIENCE`) makes it verify another issuer's tokens instead.
+//! `JWT_ISSUER` and `JWT_AUDIENCE`) makes it verify another issuer's tokens instead;
+//! `KAFKA_BOOTSTRAP_SERVERS` sends change events through Kafka, `OPENSEARCH_URL` indexes into an
+//! OpenSearch or Elasticsearch cluster.
 //! `plan-local reindex sweep|rebuild|drift` runs the reindex job against shared backends.
 //! Reads `.env` when present (see `.env.example`).
 
@@ -133,7 +135,8 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let address = listener.local_addr()?;
     let store = if config.redis.is_some() { "Redis" } else { "embedded in-memory store" };
     let events = if config.kafka.is_some() { "Kafka with the local poller" } else { "in-process event bus" };
-    tracing::info!("plan API on http://{address} ({store}, {events}, embedded index); try GET /v1/health");
+    let index = if config.opensearch.is_some() { "OpenSearch" } else { "embedded search index" };
+    tracing::info!("plan API on http://{address} ({store}, {events}, {index}); try GET /v1/health");
     let auth = backends.auth();
     match auth.org_claim() {
         Some(claim) => tracing::info!("authentication: {}; tenant isolation on the '{claim}' claim", auth.describe()),

@@ -1,0 +1,8 @@
+//! Lambda function for `GET /v1/plan/es_plan/{planId}`.
+
+use plan_http::Endpoint;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    plan_http::lambda::run(Endpoint::GetIndexedPlan).await
+}

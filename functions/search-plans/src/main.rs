@@ -1,0 +1,8 @@
+//! Lambda function for `POST /v1/search`.
+
+use plan_http::Endpoint;
+
+#[tokio::main]
+async fn main() -> Result<(), lambda_http::Error> {
+    plan_http::lambda::run(Endpoint::SearchPlans).await
+}
