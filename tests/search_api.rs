@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use plan::{Tenant, WritePolicy};
+use plan::WritePolicy;
 use plan_e2e::app::{TestApp, expect_problem, header, spawn_app, test_auth};
 use plan_e2e::index::{Backend, Spec, plan_json, plan_of, upsert};
 use plan_e2e::{tag, unique_plan};
@@ -209,15 +209,20 @@ mod cases {
         let mut other = plan_json(&format!("other-{t}"), &Spec::default());
         plan_e2e::set_org(&mut other, "other.org");
         let other = world.create_and_index(&other).await;
-        // Authentication puts the caller's organisation into the request; here by hand.
-        let app = plan_http::app(&Backends::embedded(WritePolicy::default()).with_index(world.index.clone()).with_auth(test_auth(None)));
+        // Tenant isolation on the `hd` claim: a token of other.org sees only other.org's plans.
+        let app =
+            plan_http::app(&Backends::embedded(WritePolicy::default()).with_index(world.index.clone()).with_auth(test_auth(Some("hd"))));
+        let bearer = format!("Bearer {}", plan_e2e::app::token("plans:read", Some("other.org")));
         let call = |uri: String, body: Option<Value>| {
-            let app = app.clone();
+            let (app, bearer) = (app.clone(), bearer.clone());
             async move {
                 use tower::ServiceExt;
                 let method = if body.is_some() { "POST" } else { "GET" };
-                let mut request = axum::http::Request::builder().method(method).uri(uri).header("content-type", "application/json");
-                request.extensions_mut().unwrap().insert(Tenant::org("other.org"));
+                let request = axum::http::Request::builder()
+                    .method(method)
+                    .uri(uri)
+                    .header("content-type", "application/json")
+                    .header("authorization", bearer.as_str());
                 let request = request.body(axum::body::Body::from(body.map(|b| b.to_string()).unwrap_or_default())).unwrap();
                 let response = app.oneshot(request).await.unwrap();
                 let status = response.status().as_u16();
