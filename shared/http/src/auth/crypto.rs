@@ -1,15 +1,18 @@
-//! jsonwebtoken's crypto provider for this process: signatures are verified with `ring`, and
-//! everything else (signing local development tokens, JWK utilities) stays on RustCrypto.
+//! jsonwebtoken's crypto provider for this process: signatures are verified (and JWK thumbprints
+//! hashed) with `ring`; signing local development tokens and reading their keys stays on
+//! RustCrypto, built only with the `local-issuer` feature.
 //!
 //! Why: verification runs on every request, and RustCrypto's RSA (big integers in plain Rust)
 //! costs about 130 µs per RS256 token here, against a budget of 50 µs; ring's takes a fraction
 //! of that. ring is no new build dependency: rustls already compiles it into every function for
 //! the Redis TLS connection (plain `cc`, which cargo-lambda's zig cross-compiles, unlike the cmake
-//! build of jsonwebtoken's aws-lc-rs backend).
+//! build of jsonwebtoken's aws-lc-rs backend). Functions never sign, so they carry no RustCrypto.
 
 use std::sync::Once;
 
-use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils, rust_crypto};
+#[cfg(feature = "local-issuer")]
+use jsonwebtoken::crypto::rust_crypto;
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{ErrorKind, Result};
 use jsonwebtoken::jwk::{EllipticCurve, ThumbprintHash};
 use jsonwebtoken::signature::{self, Verifier};
@@ -50,8 +53,8 @@ fn verifier(algorithm: &Algorithm, key: &DecodingKey) -> Result<Box<dyn JwtVerif
         A::PS512 => Params::Rsa(&ring_sig::RSA_PSS_2048_8192_SHA512),
         A::ES256 => Params::Ecdsa(&ring_sig::ECDSA_P256_SHA256_FIXED),
         A::ES384 => Params::Ecdsa(&ring_sig::ECDSA_P384_SHA384_FIXED),
-        // HMAC and EdDSA: never accepted by this API's configuration; kept working for completeness.
-        _ => return (rust_crypto::DEFAULT_PROVIDER.verifier_factory)(algorithm, key),
+        // HMAC and EdDSA: never accepted by this API's configuration.
+        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
     };
     let family = match params {
         Params::Rsa(_) => AlgorithmFamily::Rsa,
@@ -100,31 +103,67 @@ impl JwtVerifier for RingVerifier {
     }
 }
 
+/// Without the local issuer, nothing in the process signs or reads private keys.
+#[cfg(not(feature = "local-issuer"))]
+fn unsupported<T>() -> Result<T> {
+    Err(ErrorKind::Provider("signing is only built into the local development issuer".to_owned()).into())
+}
+
 fn signer(algorithm: &Algorithm, key: &EncodingKey) -> Result<Box<dyn JwtSigner>> {
-    (rust_crypto::DEFAULT_PROVIDER.signer_factory)(algorithm, key)
+    #[cfg(feature = "local-issuer")]
+    return (rust_crypto::DEFAULT_PROVIDER.signer_factory)(algorithm, key);
+    #[cfg(not(feature = "local-issuer"))]
+    {
+        let _ = (algorithm, key);
+        unsupported()
+    }
 }
 
 fn rsa_pub_components_from_private_key(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    (rust_crypto::DEFAULT_PROVIDER.key_utils.rsa_pub_components_from_private_key)(der)
+    #[cfg(feature = "local-issuer")]
+    return (rust_crypto::DEFAULT_PROVIDER.key_utils.rsa_pub_components_from_private_key)(der);
+    #[cfg(not(feature = "local-issuer"))]
+    {
+        let _ = der;
+        unsupported()
+    }
 }
 
 fn rsa_pub_components_from_public_key(der: &[u8]) -> Result<(Vec<u8>, Vec<u8>)> {
-    (rust_crypto::DEFAULT_PROVIDER.key_utils.rsa_pub_components_from_public_key)(der)
+    #[cfg(feature = "local-issuer")]
+    return (rust_crypto::DEFAULT_PROVIDER.key_utils.rsa_pub_components_from_public_key)(der);
+    #[cfg(not(feature = "local-issuer"))]
+    {
+        let _ = der;
+        unsupported()
+    }
 }
 
 fn ec_pub_components_from_private_key(der: &[u8], algorithm: Algorithm) -> Result<(EllipticCurve, Vec<u8>, Vec<u8>)> {
-    (rust_crypto::DEFAULT_PROVIDER.key_utils.ec_pub_components_from_private_key)(der, algorithm)
+    #[cfg(feature = "local-issuer")]
+    return (rust_crypto::DEFAULT_PROVIDER.key_utils.ec_pub_components_from_private_key)(der, algorithm);
+    #[cfg(not(feature = "local-issuer"))]
+    {
+        let _ = (der, algorithm);
+        unsupported()
+    }
 }
 
-fn ed_pub_components_from_private_key(der: &[u8], curve: &EllipticCurve) -> Result<Vec<u8>> {
-    (rust_crypto::DEFAULT_PROVIDER.key_utils.ed_pub_components_from_private_key)(der, curve)
+fn ed_pub_components_from_private_key(_der: &[u8], _curve: &EllipticCurve) -> Result<Vec<u8>> {
+    Err(ErrorKind::InvalidAlgorithm.into())
 }
 
 fn compute_digest(data: &[u8], hash: ThumbprintHash) -> Result<Vec<u8>> {
-    (rust_crypto::DEFAULT_PROVIDER.key_utils.compute_digest)(data, hash)
+    let algorithm = match hash {
+        ThumbprintHash::SHA256 => &ring::digest::SHA256,
+        ThumbprintHash::SHA384 => &ring::digest::SHA384,
+        ThumbprintHash::SHA512 => &ring::digest::SHA512,
+        _ => return Err(ErrorKind::InvalidAlgorithm.into()),
+    };
+    Ok(ring::digest::digest(algorithm, data).as_ref().to_vec())
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "local-issuer"))]
 mod tests {
     use super::*;
 

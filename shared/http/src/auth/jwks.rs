@@ -315,7 +315,7 @@ impl JwksCache {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "local-issuer"))]
 mod tests {
     use serde_json::json;
 

@@ -10,6 +10,7 @@
 
 mod claims;
 mod crypto;
+#[cfg(feature = "local-issuer")]
 pub mod issuer;
 pub mod jwks;
 mod verify;
@@ -27,6 +28,7 @@ use jsonwebtoken::jwk::JwkSet;
 use plan::Tenant;
 
 pub use claims::Principal;
+#[cfg(feature = "local-issuer")]
 pub use issuer::{Grant, IssuerError, KeyOrigin, LocalIssuer};
 pub use jwks::{JwksCache, JwksSource, JwksTiming};
 pub use verify::{CLOCK_SKEW_SECONDS, JwtRules, JwtVerifier};
@@ -132,8 +134,12 @@ impl From<TokenRejection> for AuthError {
 pub enum AuthSetupError {
     #[error("cannot build the JWKS HTTP client: {0}")]
     Client(#[source] reqwest::Error),
+    #[cfg(feature = "local-issuer")]
     #[error(transparent)]
     Issuer(#[from] IssuerError),
+    #[cfg(not(feature = "local-issuer"))]
+    #[error("this build has no local development issuer: set JWKS_URL, JWT_ISSUER and JWT_AUDIENCE")]
+    NoLocalIssuer,
 }
 
 /// What the authorizer cross-checks in API Gateway's verified claims. The gateway already enforced
@@ -211,6 +217,7 @@ impl Authenticator {
 
     /// Verifies the tokens of a local issuer (its key is already in memory: no JWKS fetch) and
     /// publishes its JWKS.
+    #[cfg(feature = "local-issuer")]
     pub fn local(issuer: &LocalIssuer, algorithms: Vec<jsonwebtoken::Algorithm>, claims: ClaimRules) -> Self {
         let jwks = issuer.jwks();
         let rules = JwtRules { issuers: vec![issuer.issuer().to_owned()], audiences: vec![issuer.audience().to_owned()], algorithms };
@@ -231,6 +238,9 @@ impl Authenticator {
                 Self::verifying(JwtVerifier::new(keys, &jwt.rules), claims)
             }
             AuthConfig::Gateway(rules) => Self::gateway(rules.clone(), claims),
+            #[cfg(not(feature = "local-issuer"))]
+            AuthConfig::LocalIssuer(_) => return Err(AuthSetupError::NoLocalIssuer),
+            #[cfg(feature = "local-issuer")]
             AuthConfig::LocalIssuer(local) => {
                 let (issuer, origin) = LocalIssuer::load_or_create(&local.key_dir, &local.issuer, &local.audience, local.algorithm)?;
                 tracing::info!(
@@ -363,5 +373,5 @@ async fn require(State(guard): State<Guard>, mut request: Request, next: Next) -
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "local-issuer"))]
 mod tests;
