@@ -2,6 +2,7 @@
 //! started, unique sample plans, and a running local server on a free port.
 
 pub mod app;
+pub mod events;
 pub mod sam;
 
 use std::sync::Arc;
