@@ -5,8 +5,10 @@ pub mod app;
 mod publisher;
 
 pub use publisher::RecordingPublisher;
+pub mod events;
 pub mod index;
 pub mod jwks;
+pub mod sam;
 
 use std::sync::Arc;
 use std::time::Duration;
