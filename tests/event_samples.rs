@@ -118,7 +118,8 @@ async fn the_indexer_and_reindex_events_run_in_process() {
             }
             "reindex" => {
                 let job = plan_http::lambda::ReindexJob::from_event(&event).unwrap();
-                let report = plan_http::lambda::reindex(&backends, job).await.unwrap_or_else(|e| panic!("{}: {e}", expectation.file));
+                let report =
+                    plan_http::lambda::reindex(&backends, job, &|_| {}).await.unwrap_or_else(|e| panic!("{}: {e}", expectation.file));
                 if job == plan_http::lambda::ReindexJob::Drift {
                     assert_eq!(report["differences"], serde_json::json!([]), "{}: {report}", expectation.file);
                 }

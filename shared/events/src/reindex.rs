@@ -119,14 +119,12 @@ fn change_of(state: &PlanState) -> Result<IndexChange, ReindexError> {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RebuildReport {
     pub plans_indexed: usize,
-    pub caught_up: usize,
 }
 
 /// Rebuilds the index from the store into a fresh index and swaps the alias to it atomically, so
 /// search answers from the old index until the new one is complete. Changes the indexer applies
-/// meanwhile go to both indexes (the index port's rebuild contract), and external versions make
-/// the walk's older snapshots lose to them; a last walk after the swap catches anything that
-/// slipped between (re-applying is a no-op).
+/// meanwhile go to both indexes (the index port's rebuild contract, visible to every process), and
+/// external versions make the walk's older snapshots lose to them, so one walk is enough.
 pub async fn rebuild(walk: &dyn StoreWalk, index: &dyn PlanIndex, progress: Progress<'_>) -> Result<RebuildReport, ReindexError> {
     let target = index.begin_rebuild().await?;
     let mut report = RebuildReport::default();
@@ -148,17 +146,5 @@ pub async fn rebuild(walk: &dyn StoreWalk, index: &dyn PlanIndex, progress: Prog
         }
     }
     index.finish_rebuild(target).await?;
-    let mut cursor = None;
-    loop {
-        let (states, next) = walk.walk(cursor, WALK_BATCH).await?;
-        let changes: Vec<IndexChange> = states.iter().map(change_of).collect::<Result<_, _>>()?;
-        if !changes.is_empty() {
-            let outcomes = index.apply(&changes).await?;
-            report.caught_up += outcomes.iter().filter(|o| matches!(o, plan_index::ChangeOutcome::Applied)).count();
-        }
-        match next {
-            Some(next) => cursor = Some(next),
-            None => return Ok(report),
-        }
-    }
+    Ok(report)
 }

@@ -79,20 +79,21 @@ impl ReindexJob {
     }
 }
 
-/// Runs one reindex job against the backends, answering a JSON report.
-pub async fn reindex(backends: &Backends, job: ReindexJob) -> Result<Value, Error> {
-    let quiet = |_: usize| {};
+/// Runs one reindex job against the backends, answering a JSON report; `progress` hears how many
+/// plans were walked so far (the local command's progress bar; the Lambda passes a no-op). The
+/// one dispatcher of the reindex function and of `plan-local reindex`.
+pub async fn reindex(backends: &Backends, job: ReindexJob, progress: &(dyn Fn(usize) + Send + Sync)) -> Result<Value, Error> {
     Ok(match job {
         ReindexJob::Sweep => {
             let report = plan::jobs::sweep(backends.walk().as_ref(), backends.store().as_ref(), backends.publisher().as_ref()).await?;
             json!({"job": "sweep", "walked": report.walked, "republished": report.republished})
         }
         ReindexJob::Rebuild => {
-            let report = rebuild(backends.walk().as_ref(), backends.index().as_ref(), &quiet).await?;
+            let report = rebuild(backends.walk().as_ref(), backends.index().as_ref(), progress).await?;
             json!({"job": "rebuild", "plansIndexed": report.plans_indexed})
         }
         ReindexJob::Drift => {
-            let report = drift_check(backends.walk().as_ref(), backends.index().as_ref(), &quiet).await?;
+            let report = drift_check(backends.walk().as_ref(), backends.index().as_ref(), progress).await?;
             let drift: Vec<String> = report.drift.iter().map(ToString::to_string).collect();
             for line in &drift {
                 tracing::warn!(drift = %line, "store and index differ");
@@ -110,7 +111,7 @@ pub async fn run_reindex() -> Result<(), Error> {
         let backends = backends.clone();
         async move {
             let job = ReindexJob::from_event(&event.payload)?;
-            reindex(&backends, job).await
+            reindex(&backends, job, &|_| {}).await
         }
     }))
     .await

@@ -155,8 +155,8 @@ async fn sweep_periodically(backends: Backends) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tick.tick().await;
-        match plan::jobs::sweep(backends.walk().as_ref(), backends.store().as_ref(), backends.publisher().as_ref()).await {
-            Ok(report) if report.republished > 0 => tracing::info!(?report, "sweep republished unpublished changes"),
+        match plan_http::lambda::reindex(&backends, plan_http::lambda::ReindexJob::Sweep, &|_| {}).await {
+            Ok(report) if report["republished"].as_u64() > Some(0) => tracing::info!(%report, "sweep republished unpublished changes"),
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "sweep stopped; the rest stays marked for the next one"),
         }
