@@ -230,7 +230,6 @@ fn document() -> Value {
     }
     json!({
         "openapi": "3.1.0",
-        "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
         "info": {
             "title": "Healthcare plan API",
             "version": env!("CARGO_PKG_VERSION"),
