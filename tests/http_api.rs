@@ -6,6 +6,20 @@ use plan_e2e::{plan_service, redis_store, sample_plan, tag, unique_plan};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+/// Sets `_org` on every object in `value`.
+fn set_org(value: &mut Value, org: &str) {
+    match value {
+        Value::Object(map) => {
+            if map.contains_key("_org") {
+                map.insert("_org".to_owned(), json!(org));
+            }
+            map.values_mut().for_each(|v| set_org(v, org));
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| set_org(v, org)),
+        _ => {}
+    }
+}
+
 fn id_of(plan: &Value) -> String {
     plan["objectId"].as_str().unwrap().to_owned()
 }
@@ -96,6 +110,8 @@ mod cases {
         assert_eq!(response.status(), 304, "weak comparison, comma list");
         let response = conditional("\"other\"").send().await.unwrap();
         assert_eq!(response.status(), 200);
+        let response = conditional("").send().await.unwrap();
+        assert_eq!(response.status(), 200, "an empty If-None-Match is an empty list (RFC 9110), which matches nothing");
         let bad = conditional("not-a-tag").send().await.unwrap();
         expect_problem(bad, 400, "invalid-header").await;
 
@@ -304,6 +320,129 @@ mod cases {
         assert!(body["backends"].as_object().unwrap().values().all(|b| b["status"] == "up"), "{body}");
     }
 
+    /// Small requests that used to cost hundreds of megabytes: each is refused with a short
+    /// problem, and the stored plan stays as it was.
+    pub async fn amplifying_patches_are_refused_and_change_nothing(app: TestApp) {
+        let plan = unique_plan(&tag());
+        let id = id_of(&plan);
+        let etag = header(&app.create(&plan).await, "etag");
+        let bombs = [("", "/x"), ("/linkedPlanServices", "/linkedPlanServices/-")];
+        for (from, path) in bombs {
+            let operations: Vec<Value> = (0..18)
+                .map(|i| json!({"op": "copy", "from": from, "path": if path == "/x" { format!("/x{i}") } else { path.to_owned() }}))
+                .collect();
+            let response = app.patch(&id, "application/json-patch+json", &Value::Array(operations), Some("*")).await;
+            let problem = expect_problem(response, 413, "plan-too-large").await;
+            assert!(problem.to_string().len() < 2_000, "{problem}");
+        }
+        let too_many = Value::Array(vec![json!({"op": "test", "path": "/objectId", "value": id}); 1001]);
+        expect_problem(app.patch(&id, "application/json-patch+json", &too_many, Some("*")).await, 400, "invalid-patch").await;
+        assert_eq!(app.etag(&id).await, etag, "nothing was written");
+    }
+
+    /// A merge patch can grow a plan, but never past the stored-plan limit: what GET returns,
+    /// PUT accepts.
+    pub async fn a_plan_cannot_grow_past_the_stored_limit(app: TestApp) {
+        // The longest organisation names make the largest services.
+        let org = format!("{}.example.com", "o".repeat(200));
+        let with_org = |mut value: Value| {
+            set_org(&mut value, &org);
+            value
+        };
+        let plan = with_org(unique_plan(&tag()));
+        let id = id_of(&plan);
+        assert_eq!(app.create(&plan).await.status(), 201);
+        let run = tag();
+        // About 1,600 bytes each: 400 fit, 800 do not.
+        let services = |from: usize| -> Value {
+            let long = |prefix: &str, i: usize| format!("{prefix}-{run}-{i}-{}", "x".repeat(100));
+            Value::Array(
+                (from..from + 400)
+                    .map(|i| {
+                        let mut service = plan_service(&format!("{run}-{i}"), &"n".repeat(256), 1);
+                        service["objectId"] = json!(long("ps", i));
+                        service["linkedService"]["objectId"] = json!(long("svc", i));
+                        service["planserviceCostShares"]["objectId"] = json!(long("pcs", i));
+                        with_org(service)
+                    })
+                    .collect(),
+            )
+        };
+        let grown = app.merge_patch(&id, &json!({"linkedPlanServices": services(0)}), Some("*")).await;
+        assert_eq!(grown.status(), 200);
+        let etag = header(&grown, "etag");
+        let problem =
+            expect_problem(app.merge_patch(&id, &json!({"linkedPlanServices": services(400)}), Some("*")).await, 413, "plan-too-large")
+                .await;
+        assert!(problem["detail"].as_str().unwrap().contains(&plan::MAX_PLAN_BYTES.to_string()), "{problem}");
+        let stored = app.get(&id).await;
+        assert_eq!(header(&stored, "etag"), etag, "nothing was written");
+        let body = stored.bytes().await.unwrap();
+        assert!(body.len() <= plan::MAX_PLAN_BYTES);
+        let same: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(app.put(&id, &same, Some(&etag)).await.status(), 200, "a stored plan can be written back");
+    }
+
+    /// Bodies that once made the validator hold every error at once, or quote the document back.
+    pub async fn huge_invalid_bodies_get_short_answers(app: TestApp) {
+        let plan = unique_plan(&tag());
+        // Just under 1 MiB of empty services.
+        let mut body = serde_json::to_string(&plan).unwrap();
+        let at = body.find("\"linkedPlanServices\":[").unwrap() + "\"linkedPlanServices\":[".len();
+        let empties = "{},".repeat((1024 * 1024 - body.len() - 16) / 3);
+        body.insert_str(at, &empties);
+        let response = app.request(Method::POST, "/v1/plan").header("content-type", "application/json").body(body).send().await.unwrap();
+        let problem = expect_problem(response, 400, "validation-failed").await;
+        assert_eq!(problem["violationCount"], 1, "{problem}");
+
+        let mut many = plan.clone();
+        let service = plan["linkedPlanServices"][0].clone();
+        many["linkedPlanServices"] = Value::Array((0..1001).map(|_| service.clone()).collect());
+        let response = app.create(&many).await;
+        let problem = expect_problem(response, 400, "validation-failed").await;
+        assert!(problem.to_string().len() < 2_000, "{} bytes", problem.to_string().len());
+
+        let mut flood = serde_json::Map::new();
+        for i in 0..90_000 {
+            flood.insert(format!("k{i}"), json!(1));
+        }
+        let response = app.request(Method::POST, "/v1/search").json(&Value::Object(flood)).send().await.unwrap();
+        let problem = expect_problem(response, 400, "invalid-search").await;
+        assert_eq!(problem["violationCount"], 90_000);
+        assert_eq!(problem["violations"].as_array().unwrap().len(), 100);
+        assert!(problem.to_string().len() < 64 * 1024, "{} bytes", problem.to_string().len());
+        expect_problem(app.get(&id_of(&plan)).await, 404, "not-found").await;
+    }
+
+    /// Limits the edge enforces before any route runs, answered as problems with a request id.
+    pub async fn oversized_requests_are_problems(app: TestApp) {
+        let long = format!("/v1/plan/{}", "a".repeat(9_000));
+        let problem = expect_problem(app.request(Method::GET, &long).send().await.unwrap(), 414, "uri-too-long").await;
+        assert!(problem["requestId"].as_str().is_some_and(|id| !id.is_empty()));
+        let mut request = app.request(Method::GET, "/v1/plan");
+        for i in 0..101 {
+            request = request.header(format!("x-filler-{i}"), "1");
+        }
+        expect_problem(request.send().await.unwrap(), 431, "headers-too-large").await;
+        let big = app.request(Method::GET, "/v1/plan").header("x-filler", "v".repeat(40_000));
+        expect_problem(big.send().await.unwrap(), 431, "headers-too-large").await;
+
+        // A declared length over the limit is refused without waiting for the body.
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(app.address).await.unwrap();
+        let token = app.token.clone().unwrap_or_default();
+        let head = format!(
+            "POST /v1/plan HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 5000000\r\n\r\n"
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut answer = vec![0; 4096];
+        let read =
+            tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut answer)).await.expect("answered before the body");
+        let answer = String::from_utf8_lossy(&answer[..read.unwrap()]).into_owned();
+        assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+        assert!(answer.contains("payload-too-large"), "{answer}");
+    }
+
     pub async fn request_ids_are_echoed(app: TestApp) {
         let response = app.request(Method::GET, "/v1/plan/missing-one").header("x-request-id", "trace-123").send().await.unwrap();
         assert_eq!(header(&response, "x-request-id"), "trace-123");
@@ -345,6 +484,10 @@ macro_rules! all_cases {
                 unknown_routes_and_methods_are_problems,
                 schema_and_health_are_served,
                 request_ids_are_echoed,
+                amplifying_patches_are_refused_and_change_nothing,
+                a_plan_cannot_grow_past_the_stored_limit,
+                huge_invalid_bodies_get_short_answers,
+                oversized_requests_are_problems,
             ]
         );
     };

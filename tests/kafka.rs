@@ -86,3 +86,35 @@ async fn an_unreachable_broker_fails_within_the_deadline() {
     assert!(publisher.ping().await.is_err());
     eprintln!("unreachable broker: publish failed after {:?}", started.elapsed());
 }
+
+/// A plan just under the stored-plan limit (long names everywhere), as a change event: it fits
+/// the broker's record limit and comes back intact through the LZ4 codec.
+#[tokio::test]
+async fn the_largest_storable_plan_travels_compressed() {
+    let Some(bootstrap) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
+    let config = config(&bootstrap, &format!("plan_operations_test_{}", tag()));
+    let run = tag();
+    let org = format!("{}.example.com", "o".repeat(200));
+    let mut document = unique_plan(&run);
+    let long = |prefix: &str, i: usize| format!("{prefix}-{run}-{i}-{}", "x".repeat(100));
+    let service = |i: usize| {
+        serde_json::json!({
+            "_org": org, "objectId": long("ps", i), "objectType": "planservice",
+            "linkedService": {"_org": org, "objectId": long("svc", i), "objectType": "service", "name": "n".repeat(256)},
+            "planserviceCostShares": {"_org": org, "objectId": long("pcs", i), "objectType": "membercostshare", "deductible": 1, "copay": 2}
+        })
+    };
+    document["linkedPlanServices"] = serde_json::Value::Array((0..660).map(service).collect());
+    for pointer in ["", "/planCostShares"] {
+        document.pointer_mut(pointer).unwrap()["_org"] = serde_json::json!(org);
+    }
+    let plan = plan::validate::parse_plan(document).unwrap();
+    let size = plan.to_json().len();
+    assert!((900_000..=plan::MAX_PLAN_BYTES).contains(&size), "{size} bytes");
+    let event = ChangeEvent::upsert(plan, 1, "req-large");
+    assert_eq!(plan_events::kafka::CHANGE_EVENT_COMPRESSION, rskafka::client::partition::Compression::Lz4);
+    KafkaPublisher::new(config.clone()).publish(&event).await.unwrap();
+    let records = read_all(&config).await;
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].2, event, "the event came back whole");
+}

@@ -64,15 +64,14 @@ pub fn test_auth(org_claim: Option<&str>) -> Authenticator {
     Authenticator::local(test_issuer(), vec![Algorithm::RS256], claims)
 }
 
-/// Serves the whole API (the local server's router) over a real socket. The helpers send a token
-/// with both scopes, which the backends' authenticator must accept (see [`test_auth`]).
+/// Serves the whole API (the local server's router) over a real socket, with the local server's
+/// own accept loop. The helpers send a token with both scopes, which the backends' authenticator
+/// must accept (see [`test_auth`]).
 pub async fn spawn_app(backends: Backends) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     let address = listener.local_addr().expect("local address");
     let app = plan_http::app(&backends);
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app).await.expect("test server");
-    });
+    let server = tokio::spawn(plan_local::server::serve(listener, app, Duration::from_secs(10), std::future::pending()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("HTTP client");
     TestApp { address, client, token: Some(full_token()), server }
 }

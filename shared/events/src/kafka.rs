@@ -60,6 +60,9 @@ struct Connection {
 
 type KafkaError = rskafka::client::error::Error;
 
+/// The codec of every record this producer writes.
+pub const CHANGE_EVENT_COMPRESSION: Compression = Compression::Lz4;
+
 impl KafkaPublisher {
     pub fn new(config: KafkaConfig) -> Self {
         Self { config, connection: Mutex::new(None) }
@@ -114,7 +117,9 @@ impl KafkaPublisher {
             let partition = partition_for(key.as_bytes(), connection.partition_count);
             let partition_client = self.partition_client(&connection, partition).await?;
             let record = Record { key: Some(key.as_bytes().to_vec()), value: Some(value), headers, timestamp: chrono::Utc::now() };
-            let offsets = partition_client.produce(vec![record], Compression::NoCompression).await?;
+            // LZ4: a plan snapshot's JSON shrinks several times, the codec is cheap and every
+            // consumer here (MSK's event source mapping, rskafka, Kafka's own clients) reads it.
+            let offsets = partition_client.produce(vec![record], CHANGE_EVENT_COMPRESSION).await?;
             Ok::<_, KafkaError>((partition, offsets.first().copied().unwrap_or_default()))
         };
         let result = match tokio::time::timeout(self.config.timeout, work).await {
@@ -144,15 +149,22 @@ impl Probe for KafkaPublisher {
         "kafka"
     }
 
+    /// Asks the brokers for their topics over the publisher's own connection, so a health check
+    /// costs no new connection; a failure drops it, as a failed produce does, and the next call
+    /// connects afresh.
     async fn ping(&self) -> Result<(), StoreError> {
         let check = async {
-            let client = connect(&self.config).await?;
-            client.list_topics().await.map(drop)
+            let connection = self.connection().await?;
+            connection.client.list_topics().await.map(drop)
         };
-        match tokio::time::timeout(self.config.timeout, check).await {
+        let result = match tokio::time::timeout(self.config.timeout, check).await {
             Ok(result) => result.map_err(StoreError::unavailable),
             Err(_) => Err(StoreError::unavailable("Kafka did not answer in time")),
+        };
+        if result.is_err() {
+            *self.connection.lock().await = None;
         }
+        result
     }
 }
 

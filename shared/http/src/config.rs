@@ -49,6 +49,9 @@ pub struct Config {
     /// `HOST` (default `127.0.0.1`) and `PORT` (default 3000): where the local server listens.
     pub host: IpAddr,
     pub port: u16,
+    /// `HEADER_TIMEOUT_MS` (default 10000): how long the local server waits for a request's
+    /// headers, on a new connection and on an idle kept-alive one, before it closes it.
+    pub header_timeout: Duration,
     /// How callers are authenticated: `JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`, `JWT_ALGORITHMS`,
     /// `VERIFY_JWT_IN_FUNCTION` and `LOCAL_KEY_DIR`.
     pub auth: AuthConfig,
@@ -141,6 +144,10 @@ impl Config {
         let require_if_match = parse_or(var("REQUIRE_IF_MATCH"), true, "REQUIRE_IF_MATCH", "true or false", &mut problems, parse_bool);
         let host = parse_or(var("HOST"), IpAddr::from([127, 0, 0, 1]), "HOST", "an IP address", &mut problems, |v| v.parse().ok());
         let port = parse_or(var("PORT"), 3000, "PORT", "a port number", &mut problems, |v| v.parse().ok());
+        let header_timeout_ms =
+            parse_or(var("HEADER_TIMEOUT_MS"), 10_000, "HEADER_TIMEOUT_MS", "milliseconds from 100 to 600000", &mut problems, |v| {
+                v.parse::<u64>().ok().filter(|ms| (100..=600_000).contains(ms))
+            });
         let timeout_ms = parse_or(var("REDIS_TIMEOUT_MS"), 1500, "REDIS_TIMEOUT_MS", "milliseconds from 50 to 10000", &mut problems, |v| {
             v.parse::<u64>().ok().filter(|ms| (50..=10_000).contains(ms))
         });
@@ -267,6 +274,7 @@ impl Config {
                 write_policy: WritePolicy { require_if_match },
                 host,
                 port,
+                header_timeout: Duration::from_millis(header_timeout_ms),
                 auth,
                 org_claim,
                 default_scopes,

@@ -1,7 +1,7 @@
 //! Extractors: every piece of a request is parsed here into domain types, and every failure is an
 //! [`ApiError`] (so it answers in the API's own problem format, never axum's plain text).
 
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, header};
@@ -12,6 +12,11 @@ use crate::problem::ApiError;
 
 /// The largest body accepted (413 above it).
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How long a request body may take to arrive, all of it (408 after): a client that declares a
+/// length and sends less cannot hold a request open. API Gateway buffers bodies before Lambda
+/// sees them, so this matters to the local server.
+pub const BODY_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// The `{id}` path segment, parsed as an objectId.
 pub struct PathId(pub ObjectId);
@@ -59,7 +64,7 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             Some("application/json") => {}
             _ => return Err(ApiError::UnsupportedMediaType { expected: "Content-Type: application/json", patch: false }),
         }
-        parse_json(&read_body(request.into_body()).await?).map(JsonBody)
+        parse_json(&read_body(request).await?).map(JsonBody)
     }
 }
 
@@ -82,7 +87,7 @@ impl<S: Send + Sync> FromRequest<S> for PatchBody {
                 });
             }
         };
-        let document = parse_json(&read_body(request.into_body()).await?)?;
+        let document = parse_json(&read_body(request).await?)?;
         let patch = if json_patch { PlanPatch::json_patch(document) } else { PlanPatch::merge(document) };
         patch.map(PatchBody).map_err(|e| ApiError::Plan(plan::PlanError::InvalidPatch(e.to_string())))
     }
@@ -94,14 +99,25 @@ fn media_type(headers: &HeaderMap) -> Option<String> {
     Some(value.split(';').next()?.trim().to_ascii_lowercase())
 }
 
-async fn read_body(body: Body) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|error| {
-        if error.into_inner().is::<http_body_util::LengthLimitError>() {
-            ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES }
-        } else {
-            ApiError::UnreadableBody
+/// The body, at most [`MAX_BODY_BYTES`] and within [`BODY_READ_TIMEOUT`]. A declared
+/// `Content-Length` over the limit is refused before a byte of the body is read.
+async fn read_body(request: Request) -> Result<Bytes, ApiError> {
+    let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES });
+    }
+    let read = axum::body::to_bytes(request.into_body(), MAX_BODY_BYTES);
+    match tokio::time::timeout(BODY_READ_TIMEOUT, read).await {
+        Err(_) => Err(ApiError::BodyTimeout { seconds: BODY_READ_TIMEOUT.as_secs() }),
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(error)) => {
+            if error.into_inner().is::<http_body_util::LengthLimitError>() {
+                Err(ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES })
+            } else {
+                Err(ApiError::UnreadableBody)
+            }
         }
-    })
+    }
 }
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
@@ -120,7 +136,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
             limit: Option<String>,
             cursor: Option<String>,
         }
-        let invalid = |e: String| plan::PlanError::InvalidQuery(vec![plan::Violation::new("", e)]);
+        let invalid = |e: String| plan::PlanError::InvalidQuery(plan::Violations::one("", e));
         let axum::extract::Query(raw) = axum::extract::Query::<Raw>::try_from_uri(&parts.uri).map_err(|e| invalid(e.body_text()))?;
         Ok(ListParams(plan::ListQuery::parse(raw.limit.as_deref(), raw.cursor.as_deref())?))
     }
@@ -148,7 +164,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SearchParams {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let invalid = |v| ApiError::Index(plan_index::IndexReadError::InvalidSearch(v));
-        let pairs = query_pairs(parts).map_err(|e| invalid(vec![plan::Violation::new("", e)]))?;
+        let pairs = query_pairs(parts).map_err(|e| invalid(plan::Violations::one("", e)))?;
         plan_index::SearchQuery::from_params(&pairs).map(SearchParams).map_err(invalid)
     }
 }
@@ -165,8 +181,8 @@ impl<S: Send + Sync> FromRequestParts<S> for IndexDataParams {
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let invalid = |violations| ApiError::Plan(plan::PlanError::InvalidQuery(violations));
-        let pairs = query_pairs(parts).map_err(|e| invalid(vec![plan::Violation::new("", e)]))?;
-        let mut violations = Vec::new();
+        let pairs = query_pairs(parts).map_err(|e| invalid(plan::Violations::one("", e)))?;
+        let mut violations = plan::Violations::new();
         let mut seen = std::collections::HashSet::new();
         for (name, _) in &pairs {
             if !["id", "parent_type"].contains(&name.as_str()) {
@@ -212,16 +228,66 @@ fn query_pairs(parts: &Parts) -> Result<Vec<(String, String)>, String> {
 }
 
 /// Who is asking: the organisation the caller is confined to and the request id. Authentication
-/// puts a [`plan::Tenant`] into the request when tenant isolation is configured; without one the
-/// caller sees every plan.
+/// puts the caller's [`plan::Tenant`] into every request it lets through (unrestricted only when
+/// isolation is off); a request that reaches a handler without one was never authenticated, and
+/// is refused rather than treated as unrestricted (fail closed).
 pub struct CallerContext(pub plan::Caller);
 
 impl<S: Send + Sync> FromRequestParts<S> for CallerContext {
-    type Rejection = std::convert::Infallible;
+    type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let tenant = parts.extensions.get::<plan::Tenant>().cloned().unwrap_or_default();
+        let tenant = parts.extensions.get::<plan::Tenant>().cloned().ok_or(ApiError::NoTenant)?;
         let request_id = parts.extensions.get::<crate::middleware::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
         Ok(CallerContext(plan::Caller::new(tenant, request_id)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+
+    async fn caller(request: axum::http::Request<()>) -> Result<plan::Caller, ApiError> {
+        let (mut parts, ()) = request.into_parts();
+        CallerContext::from_request_parts(&mut parts, &()).await.map(|c| c.0)
+    }
+
+    #[tokio::test]
+    async fn a_request_without_a_tenant_is_refused_not_unrestricted() {
+        let refused = caller(axum::http::Request::new(())).await.unwrap_err();
+        assert!(matches!(refused, ApiError::NoTenant));
+        assert_eq!(refused.problem().status, axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let mut confined = axum::http::Request::new(());
+        confined.extensions_mut().insert(plan::Tenant::org("a.com"));
+        assert_eq!(caller(confined).await.unwrap().tenant, plan::Tenant::org("a.com"));
+    }
+
+    fn post(headers: &[(&str, &str)], body: impl Into<Body>) -> Request {
+        let mut builder = axum::http::Request::post("/v1/plan");
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        builder.body(body.into()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_over_the_limit_is_refused_before_reading() {
+        // The body never ends: only the declared length can answer this in time.
+        let endless = Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>());
+        let too_long = (MAX_BODY_BYTES + 1).to_string();
+        let request = post(&[("content-type", "application/json"), ("content-length", too_long.as_str())], endless);
+        let refused = tokio::time::timeout(std::time::Duration::from_secs(5), JsonBody::from_request(request, &())).await.unwrap();
+        assert!(matches!(refused, Err(ApiError::PayloadTooLarge { .. })));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stops_arriving_times_out() {
+        let stalled = Body::from_stream(futures_util::stream::pending::<Result<Bytes, std::io::Error>>());
+        let request = post(&[("content-type", "application/json"), ("content-length", "10")], stalled);
+        let refused = JsonBody::from_request(request, &()).await;
+        let Err(error) = refused else { panic!("a stalled body was accepted") };
+        assert!(matches!(error, ApiError::BodyTimeout { seconds: 30 }));
+        assert_eq!(error.problem().status, axum::http::StatusCode::REQUEST_TIMEOUT);
     }
 }

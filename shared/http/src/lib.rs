@@ -66,6 +66,7 @@ fn with_edge_layers(routes: Router) -> Router {
             Problem::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred")
                 .into_response()
         }))
+        .layer(axum::middleware::from_fn(middleware::request_limits))
         .layer(axum::middleware::from_fn(middleware::render_problems))
         .layer(axum::middleware::from_fn(middleware::request_id))
 }

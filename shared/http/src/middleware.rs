@@ -4,11 +4,20 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::problem::Problem;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// The longest request target (path and query) answered; 414 above it. API Gateway's own
+/// limits are lower; this bounds the local server.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+/// The most header lines, and header bytes (names and values), a request may carry; 431 above.
+/// The local server's HTTP library answers a bare 431 of its own beyond 128 lines or about
+/// 400 KiB; below that every refusal is a problem document.
+pub const MAX_HEADER_COUNT: usize = 100;
+pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// The id of the current request: the caller's `x-request-id` when it is sane, else API Gateway's
 /// request id, else a fresh UUID. Echoed in the response and in every problem document.
@@ -63,4 +72,25 @@ pub async fn render_problems(request: Request, next: Next) -> Response {
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
     parts.headers.remove(header::CONTENT_LENGTH);
     Response::from_parts(parts, Body::from(body))
+}
+
+/// Refuses, as problems, request targets and header sections over the limits above, before any
+/// route (or authentication) looks at them.
+pub async fn request_limits(request: Request, next: Next) -> Response {
+    let target = request.uri().path_and_query().map_or(0, |target| target.as_str().len());
+    if target > MAX_URI_BYTES {
+        let detail = format!("the request target is {target} bytes; at most {MAX_URI_BYTES} are accepted");
+        return Problem::new(StatusCode::URI_TOO_LONG, "uri-too-long", "URI too long", detail).into_response();
+    }
+    let headers = request.headers();
+    let bytes: usize = headers.iter().map(|(name, value)| name.as_str().len() + value.len()).sum();
+    if headers.len() > MAX_HEADER_COUNT || bytes > MAX_HEADER_BYTES {
+        let detail = format!(
+            "{} header lines of {bytes} bytes; at most {MAX_HEADER_COUNT} lines and {MAX_HEADER_BYTES} bytes are accepted",
+            headers.len()
+        );
+        return Problem::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "headers-too-large", "Request headers too large", detail)
+            .into_response();
+    }
+    next.run(request).await
 }

@@ -6,7 +6,7 @@
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use plan::{PlanError, Violation};
+use plan::{PlanError, Violation, Violations};
 use plan_index::IndexReadError;
 use serde::Serialize;
 
@@ -22,18 +22,22 @@ pub struct Problem {
     pub slug: &'static str,
     pub title: &'static str,
     pub detail: String,
+    /// The first violations (at most [`plan::validate::MAX_LISTED_VIOLATIONS`]) ...
     pub violations: Vec<Violation>,
+    /// ... and how many there were in all.
+    pub violation_count: usize,
     /// `Allow` for 405, `Retry-After` for 503, `Accept-Patch` for 415 on PATCH.
     pub headers: Vec<(header::HeaderName, HeaderValue)>,
 }
 
 impl Problem {
     pub fn new(status: StatusCode, slug: &'static str, title: &'static str, detail: impl Into<String>) -> Self {
-        Self { status, slug, title, detail: detail.into(), violations: Vec::new(), headers: Vec::new() }
+        Self { status, slug, title, detail: detail.into(), violations: Vec::new(), violation_count: 0, headers: Vec::new() }
     }
 
-    pub fn with_violations(mut self, violations: Vec<Violation>) -> Self {
-        self.violations = violations;
+    pub fn with_violations(mut self, violations: &Violations) -> Self {
+        self.violations = violations.listed().to_vec();
+        self.violation_count = violations.total();
         self
     }
 
@@ -75,6 +79,7 @@ impl Problem {
             instance: instance.to_owned(),
             request_id: request_id.to_owned(),
             violations: &self.violations,
+            violation_count: (self.violation_count > 0).then_some(self.violation_count),
         }
     }
 }
@@ -91,6 +96,9 @@ pub struct ProblemDocument<'a> {
     pub request_id: String,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     pub violations: &'a [Violation],
+    /// How many violations there were; `violations` lists the first 100.
+    #[serde(rename = "violationCount", skip_serializing_if = "Option::is_none")]
+    pub violation_count: Option<usize>,
 }
 
 impl IntoResponse for Problem {
@@ -117,6 +125,8 @@ pub enum ApiError {
     PayloadTooLarge { limit: usize },
     #[error("could not read the request body")]
     UnreadableBody,
+    #[error("the request body did not arrive within {seconds} s")]
+    BodyTimeout { seconds: u64 },
     #[error("unsupported content type; send {expected}")]
     UnsupportedMediaType { expected: &'static str, patch: bool },
     #[error("'{0}' is not a valid objectId (1 to 128 letters, digits, '.', '_' or '-')")]
@@ -125,6 +135,9 @@ pub enum ApiError {
     InvalidHeader(&'static str),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// A protected handler ran without the authentication layer naming a tenant: a wiring bug.
+    #[error("the request reached a handler without an authenticated tenant")]
+    NoTenant,
 }
 
 impl ApiError {
@@ -137,6 +150,9 @@ impl ApiError {
             Self::MalformedJson(_) => Problem::new(S::BAD_REQUEST, "malformed-json", "Malformed JSON", detail),
             Self::PayloadTooLarge { .. } => Problem::new(S::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large", detail),
             Self::UnreadableBody => Problem::new(S::BAD_REQUEST, "unreadable-body", "Unreadable body", detail),
+            Self::BodyTimeout { .. } => {
+                Problem::new(S::REQUEST_TIMEOUT, "body-timeout", "Request body timeout", detail).with_header(header::CONNECTION, "close")
+            }
             Self::UnsupportedMediaType { patch, .. } => {
                 let problem = Problem::new(S::UNSUPPORTED_MEDIA_TYPE, "unsupported-media-type", "Unsupported media type", detail);
                 if *patch {
@@ -151,6 +167,10 @@ impl ApiError {
             Self::InvalidId(_) => Problem::new(S::BAD_REQUEST, "invalid-id", "Invalid objectId", detail),
             Self::InvalidHeader(_) => Problem::new(S::BAD_REQUEST, "invalid-header", "Invalid header", detail),
             Self::Auth(error) => auth_problem(error),
+            Self::NoTenant => {
+                tracing::error!("{detail}: refused (fail closed)");
+                Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred; it has been logged")
+            }
         }
     }
 }
@@ -187,12 +207,13 @@ fn plan_problem(error: &PlanError) -> Problem {
     let detail = error.to_string();
     match error {
         PlanError::Invalid(violations) => {
-            let detail = format!("the document is not a valid plan: {} violation(s), listed in 'violations'", violations.len());
-            Problem::new(S::BAD_REQUEST, "validation-failed", "Invalid plan", detail).with_violations(violations.clone())
+            let detail = format!("the document is not a valid plan: {}", counted(violations));
+            Problem::new(S::BAD_REQUEST, "validation-failed", "Invalid plan", detail).with_violations(violations)
         }
         PlanError::InvalidQuery(violations) => {
-            Problem::new(S::BAD_REQUEST, "invalid-query", "Invalid query parameters", detail).with_violations(violations.clone())
+            Problem::new(S::BAD_REQUEST, "invalid-query", "Invalid query parameters", detail).with_violations(violations)
         }
+        PlanError::TooLarge { .. } => Problem::new(S::PAYLOAD_TOO_LARGE, "plan-too-large", "Plan too large", detail),
         PlanError::IdMismatch { .. } => Problem::new(S::BAD_REQUEST, "id-mismatch", "objectId does not match the path", detail),
         PlanError::PlanIdChanged { .. } => Problem::new(S::BAD_REQUEST, "plan-id-changed", "A plan's objectId cannot change", detail),
         PlanError::InvalidPatch(_) => Problem::new(S::BAD_REQUEST, "invalid-patch", "Invalid patch document", detail),
@@ -225,12 +246,22 @@ fn plan_problem(error: &PlanError) -> Problem {
     }
 }
 
+/// "3 violation(s), listed in 'violations'", or which of them are listed when not all are.
+fn counted(violations: &Violations) -> String {
+    let (total, listed) = (violations.total(), violations.listed().len());
+    if total == listed {
+        format!("{total} violation(s), listed in 'violations'")
+    } else {
+        format!("{total} violations; 'violations' lists the first {listed}")
+    }
+}
+
 fn index_problem(error: &IndexReadError) -> Problem {
     use StatusCode as S;
     match error {
         IndexReadError::InvalidSearch(violations) => {
-            let detail = format!("the search is not valid: {} violation(s), listed in 'violations'", violations.len());
-            Problem::new(S::BAD_REQUEST, "invalid-search", "Invalid search", detail).with_violations(violations.clone())
+            let detail = format!("the search is not valid: {}", counted(violations));
+            Problem::new(S::BAD_REQUEST, "invalid-search", "Invalid search", detail).with_violations(violations)
         }
         IndexReadError::NotFound { .. } => Problem::new(S::NOT_FOUND, "not-found", "Not found", error.to_string()),
         IndexReadError::Unavailable(source) => {

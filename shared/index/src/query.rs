@@ -4,7 +4,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use plan::{ObjectId, Violation};
+use plan::{ObjectId, Violation, Violations};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
@@ -150,10 +150,10 @@ impl SearchQuery {
     }
 
     /// The JSON body of `POST /v1/search`.
-    pub fn from_json(body: &Value) -> Result<Self, Vec<Violation>> {
-        let mut v = Violations::default();
+    pub fn from_json(body: &Value) -> Result<Self, Violations> {
+        let mut v = Collector::default();
         let Some(object) = body.as_object() else {
-            return Err(vec![Violation::new("", "a search is a JSON object")]);
+            return Err(Violations::one("", "a search is a JSON object"));
         };
         v.unknown_fields(object, "", &["planType", "org", "creationDate", "planCostShares", "service", "text", "size", "cursor"]);
         let plan_type = object.get("planType").and_then(|x| v.keyword(x, "/planType"));
@@ -186,13 +186,15 @@ impl SearchQuery {
     /// The query parameters of `GET /v1/search`: `planType`, `org`, `serviceName`, `minCopay`,
     /// `maxCopay` (both inclusive, on the same linked plan service as `serviceName`), `text`,
     /// `size`, `cursor`.
-    pub fn from_params(params: &[(String, String)]) -> Result<Self, Vec<Violation>> {
+    pub fn from_params(params: &[(String, String)]) -> Result<Self, Violations> {
         const KNOWN: [&str; 8] = ["planType", "org", "serviceName", "minCopay", "maxCopay", "text", "size", "cursor"];
-        let mut v = Violations::default();
+        let mut v = Collector::default();
         let mut seen = std::collections::HashSet::new();
         for (name, _) in params {
             if !KNOWN.contains(&name.as_str()) {
-                v.push(format!("/{}", pointer_escape(name)), format!("unknown parameter; known: {}", KNOWN.join(", ")));
+                v.0.push_with(|| {
+                    Violation::new(format!("/{}", pointer_escape(name)), format!("unknown parameter; known: {}", KNOWN.join(", ")))
+                });
             } else if !seen.insert(name.as_str()) {
                 v.push(format!("/{name}"), "given more than once");
             }
@@ -246,21 +248,25 @@ fn pointer_escape(raw: &str) -> String {
     raw.chars().take(64).collect::<String>().replace('~', "~0").replace('/', "~1")
 }
 
+/// The violations of one search, counted in full but listed only up to the cap (a body of
+/// 90,000 unknown keys is one short answer, not 90,000 messages).
 #[derive(Default)]
-struct Violations(Vec<Violation>);
+struct Collector(Violations);
 
-impl Violations {
+impl Collector {
     fn push(&mut self, pointer: impl Into<String>, message: impl Into<String>) {
         self.0.push(Violation::new(pointer, message));
     }
 
-    fn finish<T>(self, value: T) -> Result<T, Vec<Violation>> {
-        if self.0.is_empty() { Ok(value) } else { Err(self.0) }
+    fn finish<T>(self, value: T) -> Result<T, Violations> {
+        self.0.finish(value)
     }
 
     fn unknown_fields(&mut self, object: &Map<String, Value>, at: &str, known: &[&str]) {
         for name in object.keys().filter(|k| !known.contains(&k.as_str())) {
-            self.push(format!("{at}/{}", pointer_escape(name)), format!("unknown field; known: {}", known.join(", ")));
+            self.0.push_with(|| {
+                Violation::new(format!("{at}/{}", pointer_escape(name)), format!("unknown field; known: {}", known.join(", ")))
+            });
         }
     }
 
@@ -357,7 +363,7 @@ impl Violations {
             self.push(at, "a range: an object with gt, gte, lt or lte");
             return None;
         };
-        let before = self.0.len();
+        let before = self.0.total();
         self.unknown_fields(object, at, &["gt", "gte", "lt", "lte"]);
         let side = |exclusive: &str, inclusive: &str, this: &mut Self| -> Option<Bound<T>> {
             match (object.get(exclusive), object.get(inclusive)) {
@@ -381,7 +387,7 @@ impl Violations {
                 self.push(at, "the range is empty: its lower bound is above its upper bound");
             }
         }
-        (self.0.len() == before).then_some((lower, upper))
+        (self.0.total() == before).then_some((lower, upper))
     }
 
     /// A cost-share filter: `deductible` and `copay` ranges (plus `extra` known fields).
@@ -466,6 +472,17 @@ mod tests {
         assert_eq!(pointers(json!({"service": {"copay": {"gt": 5, "lt": 5}}})), ["/service/copay"]);
         assert_eq!(pointers(json!({"size": 101})), ["/size"]);
         assert_eq!(pointers(json!({"size": "5"})), ["/size"]);
+    }
+
+    #[test]
+    fn a_flood_of_unknown_keys_lists_the_first_hundred_and_counts_all() {
+        let body: Map<String, Value> = (0..90_000).map(|i| (format!("k{i}"), Value::from(1))).collect();
+        let violations = SearchQuery::from_json(&Value::Object(body)).unwrap_err();
+        assert_eq!(violations.total(), 90_000);
+        assert_eq!(violations.listed().len(), plan::validate::MAX_LISTED_VIOLATIONS);
+        let params: Vec<(String, String)> = (0..5_000).map(|i| (format!("p{i}"), String::new())).collect();
+        let violations = SearchQuery::from_params(&params).unwrap_err();
+        assert_eq!((violations.total(), violations.listed().len()), (5_000, 100));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use plan::{Caller, ObjectId, Violation};
+use plan::{Caller, ObjectId, Violations};
 
 use crate::document::RebuiltPlan;
 use crate::error::{IndexError, IndexErrorKind};
@@ -13,7 +13,7 @@ use crate::query::SearchQuery;
 #[derive(Debug, thiserror::Error)]
 pub enum IndexReadError {
     #[error("invalid search")]
-    InvalidSearch(Vec<Violation>),
+    InvalidSearch(Violations),
     #[error("the search index holds no {what} with the id '{id}'")]
     NotFound { what: &'static str, id: ObjectId },
     #[error("the search index is unavailable")]

@@ -145,7 +145,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     if auth.published_jwks().is_some() {
         tracing::info!("its JWKS: http://{address}{}; mint a token with `plan-local token --help`", plan_http::JWKS_PATH);
     }
-    axum::serve(listener, plan_http::app(&backends)).with_graceful_shutdown(shutdown_signal()).await?;
+    plan_local::server::serve(listener, plan_http::app(&backends), config.header_timeout, shutdown_signal()).await;
     background.iter().for_each(tokio::task::JoinHandle::abort);
     tracing::info!("stopped");
     Ok(())

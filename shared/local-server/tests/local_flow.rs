@@ -1,71 +1,20 @@
 //! The README's local flow with the real binary: `plan-local token` mints (creating the
 //! development key on first use), `plan-local` serves and verifies with the same key.
 
-use std::io::{BufRead, BufReader};
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+mod common;
 
+use common::{mint, plan_local, serve, work_dir};
 use serde_json::Value;
-
-const BINARY: &str = env!("CARGO_BIN_EXE_plan-local");
-
-/// `plan-local` with only the variables given (no developer .env or shell settings leak in).
-fn plan_local(dir: &Path, vars: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(BINARY);
-    command.current_dir(dir).env_clear().envs(vars.iter().copied());
-    command
-}
-
-fn mint(dir: &Path, args: &[&str]) -> String {
-    let output = plan_local(dir, &[("ORG_CLAIM", "hd")]).arg("token").args(args).output().expect("run plan-local token");
-    assert!(output.status.success(), "plan-local token failed: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).expect("UTF-8 token").trim().to_owned()
-}
-
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Starts the server on a free port and returns it with its base URL, read from its log.
-fn serve(dir: &Path) -> (Server, String) {
-    let child = plan_local(dir, &[("ORG_CLAIM", "hd"), ("PORT", "0"), ("NO_COLOR", "1")])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start plan-local");
-    let mut server = Server(child);
-    let stdout = server.0.stdout.take().expect("stdout");
-    // Reads the log until the server says where it listens, then keeps draining it so the server
-    // never writes into a closed pipe.
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(at) = line.find("plan API on http://") {
-                let url: String = line[at + "plan API on ".len()..].chars().take_while(|c| !c.is_whitespace()).collect();
-                let _ = url_tx.send(url);
-            }
-        }
-    });
-    let url = url_rx.recv_timeout(Duration::from_secs(30)).expect("plan-local said where it listens");
-    (server, url)
-}
 
 #[tokio::test]
 async fn mint_a_token_start_the_server_and_call_it() {
-    let dir = std::env::temp_dir().join(format!("plan-local-flow-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = work_dir("flow");
 
     // Minting first creates the key; the server then loads the same one.
     let token = mint(&dir, &["--org", "example.com", "--scope", "plans:read plans:write", "--ttl", "10m"]);
     assert_eq!(token.split('.').count(), 3, "a JWT: {token}");
     assert!(dir.join(".local/dev-signing-key-rs256.pem").exists());
-    let (_server, api) = serve(&dir);
+    let (_server, api) = serve(&dir, &[]);
     let client = reqwest::Client::new();
 
     let plan: Value = serde_json::from_str(include_str!("../../../examples/plan.json")).unwrap();
@@ -93,8 +42,7 @@ async fn mint_a_token_start_the_server_and_call_it() {
 
 #[test]
 fn the_token_command_explains_its_mistakes() {
-    let dir = std::env::temp_dir().join(format!("plan-local-usage-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = work_dir("usage");
     let bad_ttl = plan_local(&dir, &[]).args(["token", "--ttl", "1y"]).output().unwrap();
     assert!(!bad_ttl.status.success());
     assert!(String::from_utf8_lossy(&bad_ttl.stderr).contains("s, m, h or d"));

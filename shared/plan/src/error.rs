@@ -4,20 +4,24 @@
 use crate::id::ObjectId;
 use crate::model::ObjectType;
 use crate::store::{StoreError, StoreErrorKind};
-use crate::validate::Violation;
+use crate::validate::Violations;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("the document is not a valid plan")]
-    Invalid(Vec<Violation>),
+    Invalid(Violations),
     #[error("the body's objectId '{body}' differs from the plan id '{path}' in the path")]
     IdMismatch { path: ObjectId, body: ObjectId },
     #[error("a plan's objectId cannot change (from '{from}' to '{to}')")]
     PlanIdChanged { from: ObjectId, to: ObjectId },
     #[error("invalid query parameters")]
-    InvalidQuery(Vec<Violation>),
+    InvalidQuery(Violations),
     #[error("{0}")]
     InvalidPatch(String),
+    /// The plan a write would store is over [`crate::MAX_PLAN_BYTES`] (or a JSON Patch would
+    /// grow the document past it on the way).
+    #[error("the plan would take {size} bytes or more; a stored plan is at most {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
     #[error("no plan or object has the id '{0}'")]
     NotFound(ObjectId),
     #[error("'{id}' is a {} inside plan '{plan_id}'", object_type.as_str())]

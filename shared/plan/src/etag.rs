@@ -87,9 +87,11 @@ impl TagCondition {
         }
         match (any, tags.is_empty()) {
             (true, true) => Ok(Self::Any),
-            (false, false) => Ok(Self::Tags(tags)),
-            // "*" mixed with tags, or nothing at all, is not a valid field value.
-            _ => Err(InvalidEntityTag),
+            // `#entity-tag` allows an empty list (RFC 9110 §5.6.1): a condition no tag matches,
+            // so an empty If-None-Match lets every request through and an empty If-Match none.
+            (false, _) => Ok(Self::Tags(tags)),
+            // "*" mixed with tags is not a valid field value.
+            (true, false) => Err(InvalidEntityTag),
         }
     }
 
@@ -221,7 +223,15 @@ mod tests {
         assert_eq!(cond("*"), TagCondition::Any);
         assert_eq!(cond(" \"a\" ,W/\"b\", ,\"c,d\""), TagCondition::Tags(vec![tag("\"a\""), tag("W/\"b\""), tag("\"c,d\"")]));
         assert_eq!(TagCondition::parse(["\"a\"", "\"b\""]).unwrap(), TagCondition::Tags(vec![tag("\"a\""), tag("\"b\"")]));
-        for bad in ["", " , ", "*, \"a\"", "\"a", "a"] {
+        for empty in ["", " , ", ","] {
+            assert_eq!(TagCondition::parse([empty]).unwrap(), TagCondition::Tags(Vec::new()), "{empty:?}");
+        }
+        let nothing = Preconditions { if_match: None, if_none_match: Some(cond("")) };
+        assert_eq!(nothing.for_read(&tag("\"v1\"")), ReadOutcome::Send, "an empty If-None-Match matches nothing");
+        assert!(nothing.allow_write(Some(&tag("\"v1\""))));
+        let none_match = Preconditions { if_match: Some(cond("")), if_none_match: None };
+        assert!(!none_match.allow_write(Some(&tag("\"v1\""))), "an empty If-Match matches nothing");
+        for bad in ["*, \"a\"", "\"a", "a"] {
             assert!(TagCondition::parse([bad]).is_err(), "{bad:?}");
         }
     }

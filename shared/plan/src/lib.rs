@@ -20,4 +20,4 @@ pub use model::{ObjectType, Plan};
 pub use patch::PlanPatch;
 pub use service::{ListPage, ListQuery, PlanReads, PlanWrites, Read, Representation, WritePolicy, Written};
 pub use tenant::{Caller, Tenant};
-pub use validate::{PLAN_SCHEMA, Violation};
+pub use validate::{MAX_PLAN_BYTES, PLAN_SCHEMA, Violation, Violations};

@@ -1,7 +1,13 @@
 //! The two PATCH formats: an objectId-aware JSON merge patch and RFC 6902 JSON Patch.
 //! Both produce a new document that is validated as a whole before anything is written.
 
+use json_patch::PatchOperation;
 use serde_json::{Map, Value};
+
+use crate::validate::MAX_PLAN_BYTES;
+
+/// A JSON Patch has at most this many operations (a plan has a few thousand fields at most).
+pub const MAX_PATCH_OPERATIONS: usize = 1000;
 
 /// A parsed PATCH body.
 #[derive(Debug, Clone)]
@@ -24,10 +30,16 @@ pub enum PatchError {
     /// A merge patch must be an object, as a plan is.
     #[error("a merge patch for a plan must be a JSON object")]
     NotAnObject,
+    /// The patch would grow the document past [`MAX_PLAN_BYTES`]; refused before it does.
+    #[error("the patched plan would take {size} bytes or more; a stored plan is at most {limit} bytes")]
+    TooLarge { size: usize, limit: usize },
 }
 
 impl PlanPatch {
     pub fn json_patch(body: Value) -> Result<Self, PatchError> {
+        if let Some(operations) = body.as_array().map(Vec::len).filter(|n| *n > MAX_PATCH_OPERATIONS) {
+            return Err(PatchError::Malformed(format!("{operations} operations; a JSON Patch has at most {MAX_PATCH_OPERATIONS}")));
+        }
         serde_json::from_value(body).map(Self::JsonPatch).map_err(|e| PatchError::Malformed(e.to_string()))
     }
 
@@ -36,14 +48,60 @@ impl PlanPatch {
     }
 
     /// Applies the patch to a copy of `document` and returns the result, unvalidated.
+    ///
+    /// A merge patch can at most add its own size to the document. A JSON Patch can do far more
+    /// (each `copy` of the root doubles it), so its operations are applied one by one, each
+    /// first charged with the bytes it may add: the patch is refused as soon as the document
+    /// could pass [`MAX_PLAN_BYTES`], before the memory is spent. The charge never goes down
+    /// (a `remove` refunds nothing), so the work per patch stays bounded by the limit.
     pub fn apply(&self, document: &Value) -> Result<Value, PatchError> {
         let mut out = document.clone();
         match self {
             Self::Merge(patch) => merge_by_object_id(&mut out, patch),
-            Self::JsonPatch(patch) => json_patch::patch(&mut out, patch).map_err(|e| PatchError::NotApplicable(e.to_string()))?,
+            Self::JsonPatch(patch) => {
+                let mut size = json_size(&out);
+                for (index, operation) in patch.iter().enumerate() {
+                    size = size.saturating_add(growth(&out, operation));
+                    if size > MAX_PLAN_BYTES {
+                        return Err(PatchError::TooLarge { size, limit: MAX_PLAN_BYTES });
+                    }
+                    // One operation at a time on our own copy: `patch_unsafe` keeps no undo log
+                    // (all-or-nothing comes from discarding the copy on error).
+                    json_patch::patch_unsafe(&mut out, std::slice::from_ref(operation))
+                        .map_err(|e| PatchError::NotApplicable(format!("operation {index} failed at path '{}': {}", e.path, e.kind)))?;
+                }
+            }
         }
         Ok(out)
     }
+}
+
+/// The most bytes `operation` can add to `document`'s JSON.
+fn growth(document: &Value, operation: &PatchOperation) -> usize {
+    match operation {
+        PatchOperation::Add(op) => json_size(&op.value),
+        PatchOperation::Replace(op) => json_size(&op.value),
+        PatchOperation::Copy(op) => document.pointer(op.from.as_str()).map_or(0, json_size),
+        PatchOperation::Remove(_) | PatchOperation::Move(_) | PatchOperation::Test(_) => 0,
+    }
+}
+
+/// The length of `value`'s compact JSON, counted without building it.
+pub(crate) fn json_size(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0 += bytes.len();
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing a Value into a counter cannot fail.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
 }
 
 /// JSON merge patch (RFC 7396) that knows plan objects by their `objectId`:
@@ -183,6 +241,56 @@ mod tests {
         assert!(matches!(patch.apply(&sample()), Err(PatchError::NotApplicable(_))));
         let missing = PlanPatch::json_patch(json!([{"op": "remove", "path": "/linkedPlanServices/9"}])).unwrap();
         assert!(matches!(missing.apply(&sample()), Err(PatchError::NotApplicable(_))));
+    }
+
+    fn copies(from: &str, path: &str, n: usize) -> Value {
+        Value::Array((0..n).map(|i| json!({"op": "copy", "from": from, "path": path.replace("{i}", &i.to_string())})).collect())
+    }
+
+    #[test]
+    fn a_copy_bomb_is_refused_before_it_grows() {
+        // 18 copies of the root would make a document of 2^18 samples (about 370 MB).
+        for (from, path) in [("", "/x{i}"), ("/linkedPlanServices", "/linkedPlanServices/-")] {
+            let patch = PlanPatch::json_patch(copies(from, path, 18)).unwrap();
+            match patch.apply(&sample()) {
+                Err(PatchError::TooLarge { size, limit }) => {
+                    assert_eq!(limit, MAX_PLAN_BYTES);
+                    assert!(size > limit && size < 3 * limit, "refused at {size} bytes, {from} -> {path}");
+                }
+                other => panic!("{from} -> {path}: expected TooLarge, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn copies_within_the_limit_still_apply() {
+        let patch = PlanPatch::json_patch(copies("/planCostShares", "/linkedPlanServices/0/x{i}", 3)).unwrap();
+        let out = patch.apply(&sample()).unwrap();
+        assert_eq!(out["linkedPlanServices"][0]["x2"], sample()["planCostShares"]);
+    }
+
+    #[test]
+    fn the_number_of_operations_is_bounded() {
+        let test = json!({"op": "test", "path": "/objectId", "value": "12xvxc345ssdsds-508"});
+        assert!(PlanPatch::json_patch(Value::Array(vec![test.clone(); MAX_PATCH_OPERATIONS])).is_ok());
+        let refused = PlanPatch::json_patch(Value::Array(vec![test; MAX_PATCH_OPERATIONS + 1])).unwrap_err();
+        assert!(matches!(&refused, PatchError::Malformed(m) if m.contains("at most 1000")), "{refused:?}");
+    }
+
+    #[test]
+    fn a_failed_operation_is_named_by_its_index() {
+        let patch = PlanPatch::json_patch(json!([
+            {"op": "replace", "path": "/planType", "value": "x"},
+            {"op": "remove", "path": "/nope"}
+        ]))
+        .unwrap();
+        let PatchError::NotApplicable(message) = patch.apply(&sample()).unwrap_err() else { panic!("not applicable") };
+        assert!(message.starts_with("operation 1 failed at path '/nope'"), "{message}");
+    }
+
+    #[test]
+    fn json_size_is_the_compact_length() {
+        assert_eq!(json_size(&sample()), serde_json::to_string(&sample()).unwrap().len());
     }
 
     #[test]

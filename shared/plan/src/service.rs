@@ -16,7 +16,7 @@ use crate::model::Plan;
 use crate::patch::{PatchError, PlanPatch};
 use crate::store::{Expected, PageMark, PlanReader, PlanWrite, PlanWriter, StoredPlan, WriteError};
 use crate::tenant::{Caller, Tenant};
-use crate::validate::{Violation, parse_plan};
+use crate::validate::{MAX_PLAN_BYTES, Violation, Violations, parse_plan};
 
 /// A read-modify-write that loses a race re-reads and tries again, this many times at most.
 const MAX_ATTEMPTS: u32 = 64;
@@ -70,7 +70,7 @@ const CURSOR_PREFIX: &str = "p1:";
 
 impl ListQuery {
     pub fn parse(limit: Option<&str>, cursor: Option<&str>) -> Result<Self, PlanError> {
-        let mut violations = Vec::new();
+        let mut violations = Violations::new();
         let limit = match limit {
             None => DEFAULT_PAGE_SIZE,
             Some(raw) => match raw.parse::<usize>() {
@@ -89,7 +89,7 @@ impl ListQuery {
                 None
             }
         };
-        if violations.is_empty() { Ok(Self { limit, after }) } else { Err(PlanError::InvalidQuery(violations)) }
+        violations.finish(Self { limit, after }).map_err(PlanError::InvalidQuery)
     }
 }
 
@@ -217,13 +217,13 @@ impl PlanWrites {
                 let document: Value = serde_json::from_str(&current.body).map_err(corrupt)?;
                 let patched = patch.apply(&document).map_err(|e| match e {
                     PatchError::NotApplicable(detail) => PlanError::PatchConflict(detail),
+                    PatchError::TooLarge { size, limit } => PlanError::TooLarge { size, limit },
                     other => PlanError::InvalidPatch(other.to_string()),
                 })?;
                 // Checked before the schema: a merge patch with another root objectId replaces
                 // the whole document, and "the id cannot change" is the useful answer.
                 if let Some(to) = patched.get("objectId").and_then(Value::as_str).filter(|to| *to != id.as_str()) {
-                    let to =
-                        ObjectId::parse(to).map_err(|_| PlanError::Invalid(vec![Violation::new("/objectId", "not a valid objectId")]))?;
+                    let to = ObjectId::parse(to).map_err(|_| PlanError::Invalid(Violations::one("/objectId", "not a valid objectId")))?;
                     return Err(PlanError::PlanIdChanged { from: id.clone(), to });
                 }
                 let plan = parse_plan(patched).map_err(PlanError::Invalid)?;
@@ -319,6 +319,9 @@ impl PlanWrites {
     /// for the caller's retry loop.
     async fn commit(&self, plan: &Plan, expected: Expected, caller: &Caller) -> Result<Representation, PlanError> {
         let body = plan.to_json();
+        if body.len() > MAX_PLAN_BYTES {
+            return Err(PlanError::TooLarge { size: body.len(), limit: MAX_PLAN_BYTES });
+        }
         let etag = ETag::of(body.as_bytes());
         let write = PlanWrite {
             id: plan.object_id.clone(),

@@ -12,12 +12,31 @@ use crate::model::Plan;
 /// The schema file, as served at `GET /v1/schema/plan`.
 pub const PLAN_SCHEMA: &str = include_str!("../schema/plan.schema.json");
 
-/// At most this many violations are reported; a huge invalid body must not make a huge answer.
-const MAX_VIOLATIONS: usize = 100;
+/// The largest plan this API stores, in bytes of its compact JSON. It is below the 1 MiB request
+/// limit, so a plan read back can always be written back, and a change event (the plan plus an
+/// envelope of well under 1 KiB) stays below Kafka's default record limit of 1 MiB even before
+/// compression. Merge patches and JSON Patches are held to it as well.
+pub const MAX_PLAN_BYTES: usize = 1_000_000;
+
+/// At most this many violations are listed in an answer (the total is always counted): a huge
+/// invalid body must not make a huge answer, nor a huge list in memory.
+pub const MAX_LISTED_VIOLATIONS: usize = 100;
+
+/// A pointer or message longer than this is cut short (with `…`): a violation names where and
+/// why, it does not quote the offending value back at length.
+const MAX_POINTER_CHARS: usize = 200;
+const MAX_MESSAGE_CHARS: usize = 300;
 
 static VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
     let schema: Value = serde_json::from_str(PLAN_SCHEMA).expect("the bundled plan schema is JSON");
     jsonschema::validator_for(&schema).expect("the bundled plan schema is a valid JSON Schema")
+});
+
+/// The schema's `maxItems` of `linkedPlanServices`, read from the schema so the two cannot drift.
+static MAX_PLAN_SERVICES: LazyLock<usize> = LazyLock::new(|| {
+    let schema: Value = serde_json::from_str(PLAN_SCHEMA).expect("the bundled plan schema is JSON");
+    let max = schema.pointer("/$defs/plan/properties/linkedPlanServices/maxItems").and_then(Value::as_u64);
+    usize::try_from(max.expect("the plan schema bounds linkedPlanServices")).unwrap_or(usize::MAX)
 });
 
 /// One reason a document is not a valid plan.
@@ -29,30 +48,158 @@ pub struct Violation {
 }
 
 impl Violation {
+    /// A violation; an overlong pointer or message is cut short.
     pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { pointer: pointer.into(), message: message.into() }
+        Self { pointer: clip(pointer.into(), MAX_POINTER_CHARS), message: clip(message.into(), MAX_MESSAGE_CHARS) }
     }
+}
+
+/// The violations of one request: the first [`MAX_LISTED_VIOLATIONS`] of them, and how many there
+/// were in all. Memory stays bounded however many are pushed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Violations {
+    listed: Vec<Violation>,
+    total: usize,
+}
+
+impl Violations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn one(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        let mut violations = Self::new();
+        violations.push(Violation::new(pointer, message));
+        violations
+    }
+
+    pub fn push(&mut self, violation: Violation) {
+        self.push_with(|| violation);
+    }
+
+    /// Counts a violation, building it only when it will be listed (messages cost time to write).
+    pub fn push_with(&mut self, violation: impl FnOnce() -> Violation) {
+        self.total += 1;
+        if self.listed.len() < MAX_LISTED_VIOLATIONS {
+            self.listed.push(violation());
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.total == 0
+    }
+
+    /// How many violations there were, listed or not.
+    pub fn total(&self) -> usize {
+        self.total
+    }
+
+    /// The listed ones, in the order found.
+    pub fn listed(&self) -> &[Violation] {
+        &self.listed
+    }
+
+    /// `Ok(value)` when there are none.
+    pub fn finish<T>(self, value: T) -> Result<T, Self> {
+        if self.is_empty() { Ok(value) } else { Err(self) }
+    }
+}
+
+/// The listed violations (so `len()` is the listed count; [`Violations::total`] counts them all).
+impl std::ops::Deref for Violations {
+    type Target = [Violation];
+
+    fn deref(&self) -> &[Violation] {
+        &self.listed
+    }
+}
+
+impl FromIterator<Violation> for Violations {
+    fn from_iter<I: IntoIterator<Item = Violation>>(iter: I) -> Self {
+        let mut violations = Self::new();
+        iter.into_iter().for_each(|v| violations.push(v));
+        violations
+    }
+}
+
+impl IntoIterator for Violations {
+    type Item = Violation;
+    type IntoIter = std::vec::IntoIter<Violation>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.listed.into_iter()
+    }
+}
+
+/// `text` cut to at most `max` characters, the cut marked with `…`.
+fn clip(mut text: String, max: usize) -> String {
+    if let Some((at, _)) = text.char_indices().nth(max) {
+        text.truncate(at);
+        text.push('…');
+    }
+    text
+}
+
+/// Writes `value` into a string of at most `max` characters: formatting stops there, so a message
+/// that would quote a whole 1 MiB document costs no more than a short one.
+fn display_clipped(value: &impl std::fmt::Display, max: usize) -> String {
+    struct Bounded {
+        out: String,
+        left: usize,
+    }
+    impl std::fmt::Write for Bounded {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for c in s.chars() {
+                if self.left == 0 {
+                    self.out.push('…');
+                    return Err(std::fmt::Error);
+                }
+                self.out.push(c);
+                self.left -= 1;
+            }
+            Ok(())
+        }
+    }
+    let mut bounded = Bounded { out: String::new(), left: max };
+    // An Err only means the message was cut short.
+    let _ = std::fmt::write(&mut bounded, format_args!("{value}"));
+    bounded.out
 }
 
 /// Compiles the schema now rather than on the first request (a cold start pays it either way).
 pub fn warm_up() {
     LazyLock::force(&VALIDATOR);
+    LazyLock::force(&MAX_PLAN_SERVICES);
 }
 
-/// Validates a whole plan document and builds the typed tree, or lists every violation.
-pub fn parse_plan(document: Value) -> Result<Plan, Vec<Violation>> {
-    let violations: Vec<Violation> =
-        VALIDATOR.iter_errors(&document).take(MAX_VIOLATIONS).map(|e| Violation::new(e.instance_path().as_str(), e.to_string())).collect();
-    if !violations.is_empty() {
+/// Validates a whole plan document and builds the typed tree, or lists its violations.
+///
+/// Memory and time stay proportional to the document, never to the number of its violations:
+/// the schema validator collects all of its errors at once, so a document it would drown in
+/// errors (a `linkedPlanServices` far over its `maxItems`) gets that one violation, and the
+/// validator runs only after the cheap `is_valid` said no.
+pub fn parse_plan(document: Value) -> Result<Plan, Violations> {
+    if let Some(services) = document.get("linkedPlanServices").and_then(Value::as_array)
+        && services.len() > *MAX_PLAN_SERVICES
+    {
+        return Err(Violations::one(
+            "/linkedPlanServices",
+            format!("a plan has at most {} linkedPlanServices; this one has {}", *MAX_PLAN_SERVICES, services.len()),
+        ));
+    }
+    if !VALIDATOR.is_valid(&document) {
+        let mut violations = Violations::new();
+        for error in VALIDATOR.iter_errors(&document) {
+            violations.push_with(|| Violation::new(error.instance_path().as_str(), display_clipped(&error, MAX_MESSAGE_CHARS)));
+        }
         return Err(violations);
     }
-    let plan: Plan = serde_json::from_value(document).map_err(|e| vec![Violation::new("", format!("not a plan: {e}"))])?;
-    let violations = tree_rules(&plan);
-    if violations.is_empty() { Ok(plan) } else { Err(violations) }
+    let plan: Plan = serde_json::from_value(document).map_err(|e| Violations::one("", format!("not a plan: {e}")))?;
+    tree_rules(&plan).finish(plan)
 }
 
-fn tree_rules(plan: &Plan) -> Vec<Violation> {
-    let mut violations = Vec::new();
+fn tree_rules(plan: &Plan) -> Violations {
+    let mut violations = Violations::new();
     if let Err(message) = check_calendar_date(&plan.creation_date) {
         violations.push(Violation::new("/creationDate", message));
     }
@@ -188,6 +335,49 @@ mod tests {
         let violations = parse_plan(doc).unwrap_err();
         let p: Vec<&str> = violations.iter().map(|v| v.pointer.as_str()).collect();
         assert_eq!(p, ["/planCostShares/objectId", "/linkedPlanServices/1/objectId"], "{violations:#?}");
+    }
+
+    #[test]
+    fn far_too_many_services_are_one_violation() {
+        let mut doc = sample();
+        doc["linkedPlanServices"] = Value::Array(vec![json!({}); 349_000]);
+        let violations = parse_plan(doc).unwrap_err();
+        assert_eq!(violations.total(), 1);
+        assert_eq!(violations.listed()[0].pointer, "/linkedPlanServices");
+        assert!(violations.listed()[0].message.contains("at most 1000"), "{violations:?}");
+    }
+
+    #[test]
+    fn violations_are_capped_and_counted() {
+        // 1000 services (the most allowed) each missing all five fields: 5000 violations.
+        let mut doc = sample();
+        doc["linkedPlanServices"] = Value::Array(vec![json!({}); 1000]);
+        let violations = parse_plan(doc).unwrap_err();
+        assert_eq!(violations.total(), 5000);
+        assert_eq!(violations.listed().len(), MAX_LISTED_VIOLATIONS);
+    }
+
+    #[test]
+    fn messages_never_quote_a_whole_value() {
+        let service = sample()["linkedPlanServices"][0].clone();
+        let mut doc = sample();
+        doc["linkedPlanServices"] = Value::Array(vec![service; 1000]);
+        doc["planType"] = Value::from("x".repeat(100_000));
+        doc["planCostShares"] = Value::Array(vec![Value::from("y".repeat(1000)); 100]);
+        let violations = parse_plan(doc).unwrap_err();
+        assert!(violations.total() >= 2, "{violations:?}");
+        for violation in violations.listed() {
+            assert!(violation.message.chars().count() <= MAX_MESSAGE_CHARS + 1, "{} chars", violation.message.len());
+            assert!(violation.pointer.chars().count() <= MAX_POINTER_CHARS + 1);
+        }
+        let long = Violation::new("/".repeat(1000), "é".repeat(1000));
+        assert_eq!((long.pointer.chars().count(), long.message.chars().count()), (MAX_POINTER_CHARS + 1, MAX_MESSAGE_CHARS + 1));
+        assert!(long.message.ends_with('…'));
+    }
+
+    #[test]
+    fn the_service_limit_is_the_schema_s() {
+        assert_eq!(*MAX_PLAN_SERVICES, 1000);
     }
 
     #[test]

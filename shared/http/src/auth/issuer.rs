@@ -8,7 +8,8 @@
 //! development tokens on the developer's own machine. Deployed functions only verify.
 
 use std::fmt;
-use std::io::Write;
+use std::fs::File;
+use std::io::{ErrorKind, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,6 +25,11 @@ pub enum IssuerError {
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     #[error("the development key {path} is unreadable ({reason}); delete it to create a new one")]
     BadKey { path: PathBuf, reason: String },
+    /// Whoever can write the key can sign tokens the local server accepts.
+    #[error(
+        "the development key {path} {reason}: whoever can write it can sign tokens the local server accepts; make it yours with mode 0600, or delete it to create a new one"
+    )]
+    UnsafeKey { path: PathBuf, reason: String },
     #[error("cannot create a key: {0}")]
     Generate(String),
     #[error("the local issuer signs with RS256 or ES256, not {0:?}")]
@@ -78,13 +84,14 @@ impl LocalIssuer {
     }
 
     /// The key file in `dir` (`dev-signing-key-rs256.pem` or `-es256.pem`), created with mode 0600
-    /// when missing, plus `jwks.json` beside it for functions that read a JWKS file. Safe when
-    /// two processes start at once: the first key written wins and the other process loads it.
+    /// when missing (and `dir` with mode 0700), plus `jwks.json` beside it for functions that read
+    /// a JWKS file. A key that its group or others can write, or that another user owns, is
+    /// refused. No file is written through a symlink. Safe when two processes start at once: the
+    /// first key written wins and the other process loads it.
     pub fn load_or_create(dir: &Path, issuer: &str, audience: &str, algorithm: Algorithm) -> Result<(Self, KeyOrigin), IssuerError> {
         let path = key_file(dir, algorithm)?;
         let origin = if path.exists() { KeyOrigin::Loaded } else { create_key_file(dir, &path, algorithm)? };
-        let pem = std::fs::read_to_string(&path).map_err(|source| IssuerError::Io { action: "reading", path: path.clone(), source })?;
-        let pem = Zeroizing::new(pem);
+        let pem = read_key(dir, &path)?;
         let issuer = Self::from_pem(issuer, audience, algorithm, &pem).map_err(|reason| IssuerError::BadKey { path, reason })?;
         issuer.write_jwks(dir)?;
         Ok((issuer, origin))
@@ -171,11 +178,12 @@ impl LocalIssuer {
     fn write_jwks(&self, dir: &Path) -> Result<(), IssuerError> {
         let path = dir.join("jwks.json");
         let body = serde_json::to_vec_pretty(&self.jwks()).unwrap_or_default();
-        // Written aside and renamed, so a reader never sees half a file.
-        let tmp = dir.join(format!(".jwks.json.{}.tmp", std::process::id()));
         let io = |source| IssuerError::Io { action: "writing", path: path.clone(), source };
-        std::fs::write(&tmp, body).map_err(io)?;
-        std::fs::rename(&tmp, &path).map_err(io)
+        // Written to a new file and renamed into place: a reader never sees half a file, and a
+        // symlink at `jwks.json` is replaced, not written through.
+        let mut staged = Staged::create(dir, "jwks.json", 0o644).map_err(io)?;
+        staged.file.write_all(&body).map_err(io)?;
+        std::fs::rename(&staged.path, &path).map_err(io)
     }
 }
 
@@ -206,45 +214,100 @@ fn generate_pem(algorithm: Algorithm) -> Result<Zeroizing<String>, IssuerError> 
 }
 
 /// Writes a new key to `path` unless another process got there first: the key goes to a private
-/// temporary file (0600), then is hard-linked into place, which fails if the file exists.
+/// staged file (0600), then is hard-linked into place, which fails if the file exists.
 fn create_key_file(dir: &Path, path: &Path, algorithm: Algorithm) -> Result<KeyOrigin, IssuerError> {
     let io = |action| move |source| IssuerError::Io { action, path: path.to_path_buf(), source };
     if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(io("creating the directory of"))?;
-        restrict(dir, 0o700).map_err(io("restricting the directory of"))?;
+        create_private_dir(dir).map_err(io("creating the directory of"))?;
     }
     let pem = generate_pem(algorithm)?;
-    let tmp = dir.join(format!(".dev-signing-key.{}.tmp", std::process::id()));
-    let written = private_file(&tmp).and_then(|mut file| file.write_all(pem.as_bytes()).and_then(|()| file.sync_all()));
-    let linked = written.and_then(|()| std::fs::hard_link(&tmp, path));
-    let _ = std::fs::remove_file(&tmp);
-    match linked {
+    let mut staged = Staged::create(dir, "dev-signing-key", 0o600).map_err(io("writing"))?;
+    staged.file.write_all(pem.as_bytes()).and_then(|()| staged.file.sync_all()).map_err(io("writing"))?;
+    match std::fs::hard_link(&staged.path, path) {
         Ok(()) => Ok(KeyOrigin::Created),
-        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(KeyOrigin::Loaded),
+        Err(error) if error.kind() == ErrorKind::AlreadyExists => Ok(KeyOrigin::Loaded),
         Err(error) => Err(io("writing")(error)),
     }
 }
 
+/// The key directory, owner-only from the moment it exists (its parents are made as usual).
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    match builder.create(dir) {
+        // Made meanwhile by another process starting at the same time.
+        Err(error) if error.kind() == ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        result => result,
+    }
+}
+
+/// The key's PEM, unless someone other than this user could have written the file. The checks
+/// look at the opened file, so the file checked is the file read.
+fn read_key(dir: &Path, path: &Path) -> Result<Zeroizing<String>, IssuerError> {
+    let io = |action| move |source| IssuerError::Io { action, path: path.to_path_buf(), source };
+    let mut file = File::open(path).map_err(io("reading"))?;
+    if let Some(reason) = unsafe_key(&file, dir).map_err(io("checking the owner and mode of"))? {
+        return Err(IssuerError::UnsafeKey { path: path.to_path_buf(), reason });
+    }
+    let mut pem = Zeroizing::new(String::new());
+    file.read_to_string(&mut pem).map_err(io("reading"))?;
+    Ok(pem)
+}
+
+/// Why this key file cannot be trusted, if it cannot: its group or others may write it, or another
+/// user owns it.
 #[cfg(unix)]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+fn unsafe_key(file: &File, dir: &Path) -> std::io::Result<Option<String>> {
+    use std::os::unix::fs::MetadataExt;
+    let key = file.metadata()?;
+    if key.mode() & 0o022 != 0 {
+        return Ok(Some(format!("is writable by its group or by others (mode {:o})", key.mode() & 0o777)));
+    }
+    // std cannot tell this process's uid, but the owner of a file it has just created can.
+    let own = Staged::create(dir, "owner-probe", 0o600)?.file.metadata()?.uid();
+    Ok((key.uid() != own).then(|| format!("belongs to uid {}, not to this user (uid {own})", key.uid())))
+}
+
+#[cfg(not(unix))]
+fn unsafe_key(_file: &File, _dir: &Path) -> std::io::Result<Option<String>> {
+    Ok(None)
+}
+
+/// A file created new in `dir` under a name nobody can guess (so it never opens a planted file or
+/// symlink), to be renamed or linked into place; whatever is left at its name is removed on drop.
+struct Staged {
+    path: PathBuf,
+    file: File,
+}
+
+impl Staged {
+    fn create(dir: &Path, name: &str, mode: u32) -> std::io::Result<Self> {
+        let path = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+        let file = new_file(&path, mode)?;
+        Ok(Self { path, file })
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `create_new` (O_CREAT | O_EXCL) fails on any existing name, a symlink included, never following it.
+#[cfg(unix)]
+fn new_file(path: &Path, mode: u32) -> std::io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    std::fs::OpenOptions::new().write(true).create_new(true).mode(mode).open(path)
 }
 
 #[cfg(not(unix))]
-fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+fn new_file(path: &Path, _mode: u32) -> std::io::Result<File> {
     std::fs::OpenOptions::new().write(true).create_new(true).open(path)
-}
-
-#[cfg(unix)]
-fn restrict(dir: &Path, mode: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(mode))
-}
-
-#[cfg(not(unix))]
-fn restrict(_dir: &Path, _mode: u32) -> std::io::Result<()> {
-    Ok(())
 }
 
 #[cfg(test)]
@@ -274,6 +337,93 @@ mod tests {
             std::fs::read_dir(&dir).unwrap().filter_map(Result::ok).filter(|e| e.path().extension() == Some("tmp".as_ref())).collect();
         assert!(leftovers.is_empty());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    fn unique_dir() -> PathBuf {
+        std::env::temp_dir().join(format!("plan-issuer-{}", uuid::Uuid::new_v4().simple()))
+    }
+
+    fn load(dir: &Path) -> Result<(LocalIssuer, KeyOrigin), IssuerError> {
+        LocalIssuer::load_or_create(dir, "plan-local", "plan-api", Algorithm::ES256)
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_new_key_directory_and_key_are_private_to_their_owner() {
+        use std::os::unix::fs::PermissionsExt;
+        let root = unique_dir();
+        let dir = root.join("keys");
+        let (issuer, _) = load(&dir).unwrap();
+        let mode = |path: &Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir), 0o700, "the key directory");
+        assert_eq!(mode(&issuer.key_path(&dir)), 0o600, "the key");
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    /// Whoever can write the key can mint tokens this server accepts.
+    #[cfg(unix)]
+    #[test]
+    fn a_key_file_someone_else_could_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = unique_dir();
+        let (issuer, _) = load(&dir).unwrap();
+        let key = issuer.key_path(&dir);
+        for mode in [0o666, 0o620, 0o602] {
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(mode)).unwrap();
+            let refused = load(&dir);
+            assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("writable by")), "mode {mode:o}: {refused:?}");
+        }
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+        assert_eq!(load(&dir).unwrap().0.kid(), issuer.kid(), "refused, not replaced");
+        // Another user's key (only root can hand a file to someone else).
+        if std::os::unix::fs::chown(&key, Some(65534), None).is_ok() {
+            let refused = load(&dir);
+            assert!(refused.as_ref().is_err_and(|e| e.to_string().contains("belongs to")), "{refused:?}");
+        } else {
+            eprintln!("not root: the owner check is not exercised");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_jwks_is_never_written_through_a_symlink() {
+        let dir = unique_dir();
+        let (issuer, _) = load(&dir).unwrap();
+        let outside = unique_dir();
+        std::fs::create_dir_all(&outside).unwrap();
+        let victim = outside.join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        // At the JWKS itself, and at the name its temporary file once had (predictable: the pid).
+        let jwks_path = dir.join("jwks.json");
+        std::fs::remove_file(&jwks_path).unwrap();
+        for name in ["jwks.json".to_owned(), format!(".jwks.json.{}.tmp", std::process::id())] {
+            std::os::unix::fs::symlink(&victim, dir.join(name)).unwrap();
+        }
+        assert_eq!(load(&dir).unwrap().0.kid(), issuer.kid());
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        assert!(!std::fs::symlink_metadata(&jwks_path).unwrap().file_type().is_symlink(), "the link was replaced, not followed");
+        let jwks: JwkSet = serde_json::from_slice(&std::fs::read(&jwks_path).unwrap()).unwrap();
+        assert_eq!(jwks, issuer.jwks());
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&outside).unwrap();
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_name_planted_where_the_key_is_staged_neither_stops_nor_receives_it() {
+        let dir = unique_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let outside = unique_dir();
+        std::fs::create_dir_all(&outside).unwrap();
+        let victim = outside.join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.join(format!(".dev-signing-key.{}.tmp", std::process::id()))).unwrap();
+        let (_, origin) = load(&dir).unwrap();
+        assert_eq!(origin, KeyOrigin::Created);
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        std::fs::remove_dir_all(&dir).unwrap();
+        std::fs::remove_dir_all(&outside).unwrap();
     }
 
     #[test]

@@ -64,13 +64,7 @@ impl fmt::Debug for JwksSource {
 impl JwksSource {
     /// A URL source with its own small HTTP client, built once per cold start.
     pub fn url(url: &str) -> Result<Self, AuthSetupError> {
-        let client = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(5))
-            .redirect(reqwest::redirect::Policy::limited(3))
-            .user_agent(concat!("healthplan-api/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(AuthSetupError::Client)?;
+        let client = client_builder().build().map_err(AuthSetupError::Client)?;
         Ok(Self::Url { url: url.to_owned(), client })
     }
 
@@ -84,6 +78,44 @@ impl JwksSource {
             return Err(format!("the JWKS is larger than {MAX_JWKS_BYTES} bytes"));
         }
         KeyMap::parse(&bytes)
+    }
+}
+
+/// The settings of every JWKS client (the tests add their own CA to these).
+fn client_builder() -> reqwest::ClientBuilder {
+    let redirects = reqwest::redirect::Policy::custom(|attempt| match redirect_verdict(attempt.previous(), attempt.url()) {
+        Redirect::Follow => attempt.follow(),
+        Redirect::TooMany => attempt.error(format!("more than {MAX_REDIRECTS} redirects")),
+        Redirect::Downgrade => attempt.error("refusing a redirect from https to http"),
+    });
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(2))
+        .timeout(Duration::from_secs(5))
+        .redirect(redirects)
+        .user_agent(concat!("healthplan-api/", env!("CARGO_PKG_VERSION")))
+}
+
+/// Redirects followed for one JWKS fetch at most.
+const MAX_REDIRECTS: usize = 3;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Redirect {
+    Follow,
+    TooMany,
+    /// From https to anything else: the keys would arrive over a hop nobody authenticated.
+    Downgrade,
+}
+
+/// Whether a fetch that has requested `previous` (the URL asked for first, then every redirect
+/// target) goes on to `next`. Once on https, a chain stays on https; plain http to http (a local
+/// issuer on loopback) is followed.
+fn redirect_verdict(previous: &[reqwest::Url], next: &reqwest::Url) -> Redirect {
+    if previous.len() > MAX_REDIRECTS {
+        Redirect::TooMany
+    } else if next.scheme() != "https" && previous.iter().any(|url| url.scheme() == "https") {
+        Redirect::Downgrade
+    } else {
+        Redirect::Follow
     }
 }
 
@@ -354,6 +386,29 @@ mod tests {
     }
 
     #[test]
+    fn a_redirect_chain_that_reached_https_never_continues_on_http() {
+        let urls = |list: &[&str]| list.iter().map(|url| reqwest::Url::parse(url).unwrap()).collect::<Vec<_>>();
+        let cases = [
+            (&["https://idp.example/jwks"][..], "https://keys.idp.example/jwks", Redirect::Follow),
+            (&["https://idp.example/jwks"], "http://idp.example/jwks", Redirect::Downgrade),
+            (&["https://idp.example/jwks"], "http://127.0.0.1/jwks", Redirect::Downgrade),
+            (&["https://idp.example/jwks"], "ftp://idp.example/jwks", Redirect::Downgrade),
+            (&["http://127.0.0.1/jwks", "https://idp.example/jwks"], "http://127.0.0.1/jwks", Redirect::Downgrade),
+            (&["http://127.0.0.1/jwks"], "http://127.0.0.1/keys", Redirect::Follow),
+            (&["http://127.0.0.1/jwks"], "https://idp.example/jwks", Redirect::Follow),
+            (&["https://a.example/1", "https://a.example/2", "https://a.example/3"], "https://a.example/4", Redirect::Follow),
+            (
+                &["https://a.example/1", "https://a.example/2", "https://a.example/3", "https://a.example/4"],
+                "https://a.example/5",
+                Redirect::TooMany,
+            ),
+        ];
+        for (previous, next, verdict) in cases {
+            assert_eq!(redirect_verdict(&urls(previous), &urls(&[next])[0]), verdict, "{previous:?} -> {next}");
+        }
+    }
+
+    #[test]
     fn keys_accept_only_algorithms_of_their_kind() {
         let rsa = LocalIssuer::generate("iss", "aud", Algorithm::RS256).unwrap();
         let (_, key) = VerifyingKey::from_jwk(&rsa.jwks().keys[0]).unwrap();
@@ -367,3 +422,6 @@ mod tests {
         assert!(key.accepts(Algorithm::ES256) && !key.accepts(Algorithm::ES384) && !key.accepts(Algorithm::RS256));
     }
 }
+
+#[cfg(all(test, feature = "local-issuer"))]
+mod redirect_tests;

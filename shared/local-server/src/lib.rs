@@ -1,0 +1,3 @@
+//! The local server's parts that tests share with the `plan-local` binary.
+
+pub mod server;
