@@ -80,3 +80,25 @@ async fn real_failures_of_every_route_are_documented() {
     }
     assert_eq!(openapi::operation_id(Endpoint::CreatePlan), "createPlan");
 }
+
+/// The edge's own refusals (an overlong request target, too many headers) come before any route,
+/// and the document names them on every operation.
+#[tokio::test]
+async fn the_edge_limits_are_documented_on_every_operation() {
+    let app = spawn_embedded(WritePolicy::default()).await;
+    let long = format!("/v1/plan?cursor={}", "a".repeat(plan_http::middleware::MAX_URI_BYTES));
+    let status = app.request(Method::GET, &long).send().await.unwrap().status().as_u16();
+    assert_eq!(status, 414);
+    let mut many = app.request(Method::GET, "/v1/health");
+    for n in 0..=plan_http::middleware::MAX_HEADER_COUNT {
+        many = many.header(format!("x-filler-{n}"), "1");
+    }
+    let crowded = many.send().await.unwrap().status().as_u16();
+    assert_eq!(crowded, 431);
+    for endpoint in Endpoint::ALL {
+        for status in openapi::EDGE_STATUSES {
+            assert!(documented(endpoint, status), "{endpoint:?}: {status}");
+        }
+    }
+    assert!(openapi::EDGE_STATUSES.contains(&status) && openapi::EDGE_STATUSES.contains(&crowded));
+}

@@ -17,13 +17,13 @@ use std::sync::LazyLock;
 
 use axum::http::StatusCode;
 use plan::store::StoreError;
-use plan::{ObjectId, ObjectType, PlanError, Violation};
+use plan::{MAX_PLAN_BYTES, ObjectId, ObjectType, PlanError, Violations};
 use plan_index::{IndexError, IndexReadError};
 use serde_json::{Map, Value, json};
 
 use crate::Endpoint;
 use crate::auth::{AuthError, TokenRejection};
-use crate::extract::MAX_BODY_BYTES;
+use crate::extract::{BODY_READ_TIMEOUT, MAX_BODY_BYTES};
 use crate::problem::ApiError;
 
 /// The sample plan of the README and the events, as the request example.
@@ -78,18 +78,20 @@ pub fn failures(endpoint: Endpoint) -> Vec<ApiError> {
     let store_corrupt = || ApiError::Plan(PlanError::Internal(StoreError::corrupt("corrupt")));
     let index_down = || ApiError::Index(IndexReadError::Unavailable(IndexError::unavailable("down")));
     let index_corrupt = || ApiError::Index(IndexReadError::Internal(IndexError::corrupt("corrupt")));
-    let violations = || vec![Violation::new("/planType", "example")];
+    let violations = || Violations::one("/planType", "example");
     let json_body = |patch: bool| {
         vec![
             ApiError::UnsupportedMediaType { expected: "application/json", patch },
             ApiError::MalformedJson("example".to_owned()),
             ApiError::PayloadTooLarge { limit: MAX_BODY_BYTES },
             ApiError::UnreadableBody,
+            ApiError::BodyTimeout { seconds: BODY_READ_TIMEOUT.as_secs() },
         ]
     };
     let path_id = || ApiError::InvalidId("not an id".to_owned());
     let conditions = || ApiError::InvalidHeader("If-Match");
     let nested = || ApiError::Plan(PlanError::NestedObject { id: id(), object_type: ObjectType::PlanService, plan_id: id() });
+    let too_large = || ApiError::Plan(PlanError::TooLarge { size: MAX_PLAN_BYTES + 1, limit: MAX_PLAN_BYTES });
     let preconditions = || vec![ApiError::Plan(PlanError::PreconditionFailed), ApiError::Plan(PlanError::PreconditionRequired)];
 
     let mut failures = match endpoint {
@@ -97,6 +99,7 @@ pub fn failures(endpoint: Endpoint) -> Vec<ApiError> {
             let mut f = json_body(false);
             f.extend([
                 ApiError::Plan(PlanError::Invalid(violations())),
+                too_large(),
                 ApiError::Plan(PlanError::ForeignOrg("example.org".to_owned())),
                 ApiError::Plan(PlanError::PlanExists(id())),
                 ApiError::Plan(PlanError::IdTaken(id())),
@@ -121,6 +124,7 @@ pub fn failures(endpoint: Endpoint) -> Vec<ApiError> {
             f.extend(json_body(false));
             f.extend([
                 ApiError::Plan(PlanError::Invalid(violations())),
+                too_large(),
                 ApiError::Plan(PlanError::IdMismatch { path: id(), body: id() }),
                 ApiError::Plan(PlanError::NotFound(id())),
                 nested(),
@@ -139,6 +143,7 @@ pub fn failures(endpoint: Endpoint) -> Vec<ApiError> {
             f.extend([
                 ApiError::Plan(PlanError::InvalidPatch("example".to_owned())),
                 ApiError::Plan(PlanError::Invalid(violations())),
+                too_large(),
                 ApiError::Plan(PlanError::PlanIdChanged { from: id(), to: id() }),
                 ApiError::Plan(PlanError::NotFound(id())),
                 nested(),
@@ -185,6 +190,9 @@ pub fn failures(endpoint: Endpoint) -> Vec<ApiError> {
             ApiError::Auth(AuthError::InsufficientScope(scope)),
             ApiError::Auth(AuthError::NoOrganisation("hd".to_owned())),
             ApiError::Auth(AuthError::KeysUnavailable),
+            // The authentication layer names a tenant for every request it lets through; a
+            // handler reached without one refuses (fail closed).
+            ApiError::NoTenant,
         ]);
     }
     failures
@@ -214,9 +222,14 @@ pub fn statuses(endpoint: Endpoint) -> BTreeSet<u16> {
     if matches!(endpoint, Endpoint::PutPlan | Endpoint::PatchPlan | Endpoint::DeletePlan) {
         statuses.insert(StatusCode::METHOD_NOT_ALLOWED.as_u16());
     }
+    statuses.extend(EDGE_STATUSES);
     statuses.insert(StatusCode::INTERNAL_SERVER_ERROR.as_u16());
     statuses
 }
+
+/// What the edge answers on every route before the route runs (`middleware::request_limits`):
+/// 414 for an overlong request target, 431 for too many or too large headers.
+pub const EDGE_STATUSES: [u16; 2] = [414, 431];
 
 fn document() -> Value {
     let mut paths = Map::new();
@@ -454,6 +467,8 @@ fn headers() -> Value {
         "WWWAuthenticate": {"description": "RFC 6750 challenge: `invalid_token` (401) or `insufficient_scope` with the scope needed (403).",
                             "required": true, "schema": {"type": "string"}},
         "Allow": {"description": "The methods this path supports.", "required": true, "schema": {"type": "string"}},
+        "ConnectionClose": {"description": "The server closes the connection after this answer.",
+                            "required": false, "schema": {"const": "close"}},
         "AcceptPatch": {"description": "The patch media types PATCH accepts.", "required": true, "schema": {"type": "string"}},
         "ContentSecurityPolicy": {"description": "The page's strict policy: nothing but this origin.",
                                   "required": true, "schema": {"type": "string"}}
@@ -617,6 +632,7 @@ fn problem_response(endpoint: Endpoint, status: u16) -> Value {
     match status {
         401 => headers.push(("WWW-Authenticate", "WWWAuthenticate")),
         405 => headers.push(("Allow", "Allow")),
+        408 => headers.push(("Connection", "ConnectionClose")),
         415 if endpoint == Endpoint::PatchPlan => headers.push(("Accept-Patch", "AcceptPatch")),
         503 => headers.push(("Retry-After", "RetryAfter")),
         _ => {}
@@ -706,7 +722,9 @@ fn api_schemas() -> Value {
                 "detail": {"type": "string"},
                 "instance": {"type": "string", "description": "The request path."},
                 "requestId": {"type": "string"},
-                "violations": {"type": "array", "items": {"$ref": "#/components/schemas/Violation"}}
+                "violations": {"type": "array", "items": {"$ref": "#/components/schemas/Violation"},
+                               "description": "The first 100 violations, in the order found."},
+                "violationCount": {"type": "integer", "minimum": 1, "description": "How many violations there were in all."}
             }
         },
         "Violation": {
