@@ -16,8 +16,10 @@ use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
 use axum::http::StatusCode;
+use plan::service::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 use plan::store::StoreError;
 use plan::{MAX_PLAN_BYTES, ObjectId, ObjectType, PlanError, Violations};
+use plan_index::query::{MAX_SIZE, MAX_TEXT_CHARS};
 use plan_index::{IndexError, IndexReadError};
 use serde_json::{Map, Value, json};
 
@@ -28,6 +30,10 @@ use crate::problem::ApiError;
 
 /// The sample plan of the README and the events, as the request example.
 const EXAMPLE_PLAN: &str = include_str!("../../../examples/plan.json");
+
+/// An entity-tag list as `If-Match` and `If-None-Match` take it (RFC 9110): `*`, or
+/// comma-separated strong or weak tags (possibly none).
+const ENTITY_TAG_LIST: &str = r#"^[ \t]*(\*|((W/)?"[\x21\x23-\x7e]*"([ \t]*,[ \t]*(W/)?"[\x21\x23-\x7e]*")*)?)[ \t]*$"#;
 
 /// The name of the bearer security scheme in `components.securitySchemes`.
 pub const SECURITY_SCHEME: &str = "bearerAuth";
@@ -285,12 +291,12 @@ fn document() -> Value {
                     "name": "If-Match", "in": "header", "required": false,
                     "description": "Strong comparison against the plan's current ETag: a comma list of entity-tags, or `*`. \
                         A mismatch is 412; a write to an existing plan without it is 428.",
-                    "schema": {"type": "string"}
+                    "schema": {"type": "string", "pattern": ENTITY_TAG_LIST}
                 },
                 "IfNoneMatch": {
                     "name": "If-None-Match", "in": "header", "required": false,
                     "description": "Weak comparison: a match answers 304 (GET); `*` on PUT makes it create-only.",
-                    "schema": {"type": "string"}
+                    "schema": {"type": "string", "pattern": ENTITY_TAG_LIST}
                 },
                 "RequestId": {
                     "name": "x-request-id", "in": "header", "required": false,
@@ -359,20 +365,21 @@ fn operation(endpoint: Endpoint) -> Value {
         E::PatchPlan | E::DeletePlan => parameters.extend([reference("parameters", "PlanId"), reference("parameters", "IfMatch")]),
         E::GetSchema | E::GetOpenApi => parameters.push(reference("parameters", "IfNoneMatch")),
         E::ListPlans => parameters.extend([
-            json!({"name": "limit", "in": "query", "required": false, "description": "Page size, 1 to 100 (default 20).",
-                   "schema": {"type": "integer", "minimum": 1, "maximum": 100}}),
+            json!({"name": "limit", "in": "query", "required": false,
+                   "description": format!("Page size, 1 to {MAX_PAGE_SIZE} (default {DEFAULT_PAGE_SIZE})."),
+                   "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}}),
             json!({"name": "cursor", "in": "query", "required": false,
                    "description": "The `nextCursor` of the previous page.", "schema": {"type": "string"}}),
         ]),
         E::SearchPlansByQuery => {
             for (name, description, schema) in [
-                ("planType", "Exact planType.", json!({"type": "string"})),
-                ("org", "Exact `_org` of the plan.", json!({"type": "string"})),
-                ("serviceName", "Every word appears in a linked service's name.", json!({"type": "string"})),
+                ("planType", "Exact planType.", search_text()),
+                ("org", "Exact `_org` of the plan.", search_text()),
+                ("serviceName", "Every word appears in a linked service's name.", search_text()),
                 ("minCopay", "Inclusive lower bound of that plan service's copay.", json!({"type": "number", "minimum": 0})),
                 ("maxCopay", "Inclusive upper bound of that plan service's copay.", json!({"type": "number", "minimum": 0})),
-                ("text", "Every word appears in some text field of the plan.", json!({"type": "string"})),
-                ("size", "Page size, 1 to 100 (default 20).", json!({"type": "integer", "minimum": 1, "maximum": 100})),
+                ("text", "Every word appears in some text field of the plan.", search_text()),
+                ("size", "Page size, 1 to 100 (default 20).", json!({"type": "integer", "minimum": 1, "maximum": MAX_SIZE})),
                 ("cursor", "The `nextCursor` of the previous page.", json!({"type": "string"})),
             ] {
                 parameters.push(json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema}));
@@ -408,6 +415,11 @@ fn operation(endpoint: Endpoint) -> Value {
     }
     op["responses"] = Value::Object(responses);
     op
+}
+
+/// A text filter of a search: non-empty, bounded.
+fn search_text() -> Value {
+    json!({"type": "string", "minLength": 1, "maxLength": MAX_TEXT_CHARS})
 }
 
 fn request_body(endpoint: Endpoint) -> Option<Value> {
@@ -701,12 +713,14 @@ fn rewrite_refs(value: &mut Value) {
 
 /// The API's own bodies: problems, pages, health, search requests and patches.
 fn api_schemas() -> Value {
+    // At least one bound, at most one per side.
+    let one_per_side = json!({"anyOf": [{"required": ["gt", "gte"]}, {"required": ["lt", "lte"]}]});
     let range = json!({
-        "type": "object", "additionalProperties": false, "minProperties": 1,
+        "type": "object", "additionalProperties": false, "minProperties": 1, "not": one_per_side,
         "properties": {"gt": {"type": "number"}, "gte": {"type": "number"}, "lt": {"type": "number"}, "lte": {"type": "number"}}
     });
     let date_range = json!({
-        "type": "object", "additionalProperties": false, "minProperties": 1,
+        "type": "object", "additionalProperties": false, "minProperties": 1, "not": one_per_side,
         "properties": {"gt": {"$ref": "#/components/schemas/creationDate"}, "gte": {"$ref": "#/components/schemas/creationDate"},
                        "lt": {"$ref": "#/components/schemas/creationDate"}, "lte": {"$ref": "#/components/schemas/creationDate"}}
     });
@@ -762,16 +776,16 @@ fn api_schemas() -> Value {
             "type": "object",
             "additionalProperties": false,
             "properties": {
-                "planType": {"type": "string"},
-                "org": {"type": "string"},
+                "planType": search_text(),
+                "org": search_text(),
                 "creationDate": date_range,
                 "planCostShares": {"type": "object", "additionalProperties": false,
                                    "properties": {"deductible": range, "copay": range}},
                 "service": {"type": "object", "additionalProperties": false,
-                            "properties": {"name": {"type": "string"}, "copay": range, "deductible": range}},
-                "text": {"type": "string"},
-                "size": {"type": "integer", "minimum": 1, "maximum": 100},
-                "cursor": {"type": "string"}
+                            "properties": {"name": search_text(), "copay": range, "deductible": range}},
+                "text": search_text(),
+                "size": {"type": "integer", "minimum": 1, "maximum": MAX_SIZE},
+                "cursor": {"type": ["string", "null"], "description": "The `nextCursor` of the previous page; null means none."}
             }
         },
         "IndexData": {
