@@ -49,13 +49,13 @@ mod enabled {
     use std::sync::LazyLock;
 
     use axum::extract::Path;
-    use axum::http::{HeaderName, HeaderValue, header};
+    use axum::http::{HeaderName, HeaderValue, StatusCode, header};
     use axum::response::IntoResponse;
     use plan::ETag;
 
     use super::*;
     use crate::extract::Conditions;
-    use crate::problem::ApiError;
+    use crate::problem::Problem;
     use crate::routes::{insert_etag, not_modified};
 
     /// A file served by the page: its name under /docs/, media type and bytes.
@@ -110,15 +110,9 @@ mod enabled {
         response
     }
 
-    pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+    pub async fn asset(Path(name): Path<String>) -> Response {
         let Some(index) = ASSETS.iter().position(|a| a.name == name) else {
-            return Ok(crate::problem::Problem::new(
-                axum::http::StatusCode::NOT_FOUND,
-                "not-found",
-                "Not found",
-                "the docs page has no such file",
-            )
-            .into_response());
+            return Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "the docs page has no such file").into_response();
         };
         let asset = &ASSETS[index];
         // Cached for a day, and revalidated by ETag: the files change only with a new build.
@@ -129,7 +123,7 @@ mod enabled {
         ];
         let mut response = (headers, asset.bytes).into_response();
         insert_etag(&mut response, &ASSET_ETAGS[index]);
-        Ok(response)
+        response
     }
 
     #[cfg(test)]
