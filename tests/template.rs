@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet};
 use plan_e2e::sam::{self, untag};
 use plan_http::Endpoint;
 
-/// Routes the JWT authorizer does not guard (issue: authentication): health and the schema.
-const PUBLIC_ROUTES: &[Endpoint] = &[Endpoint::Health, Endpoint::GetSchema];
+/// Routes the JWT authorizer does not guard (issue: authentication): health and the schema; and
+/// (issue 12) the OpenAPI document and the docs page with its files.
+const PUBLIC_ROUTES: &[Endpoint] = &[Endpoint::Health, Endpoint::GetSchema, Endpoint::GetOpenApi, Endpoint::DocsPage, Endpoint::DocsAsset];
 
 fn route_key(endpoint: Endpoint) -> String {
     format!("{} {}", endpoint.method(), endpoint.path())
@@ -30,11 +31,13 @@ fn the_http_api_serves_exactly_the_routers_routes_each_through_its_function() {
 }
 
 #[test]
-fn every_route_is_on_the_one_http_api_and_only_health_and_schema_are_public() {
+fn every_route_is_on_the_one_http_api_and_only_health_schema_and_docs_are_public() {
     for function in sam::functions(&sam::template()) {
         for route in &function.http_routes {
             assert_eq!(route.api.as_deref(), Some("PlanApi"), "{}: {} must be on PlanApi", function.logical_id, route.key());
             let public = PUBLIC_ROUTES.iter().any(|e| route_key(*e) == route.key());
+            let endpoint = Endpoint::ALL.into_iter().find(|e| route_key(*e) == route.key());
+            assert_eq!(endpoint.map(|e| e.scope().is_none()), Some(public), "{}: Endpoint::scope agrees", route.key());
             assert_eq!(route.public, public, "{}: {} public={} but expected {public}", function.logical_id, route.key(), route.public);
         }
     }

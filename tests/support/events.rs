@@ -43,6 +43,7 @@ pub const EXPECTATIONS: &[Expectation] = &[
     Expectation { file: "delete-plan.json", function: "delete-plan", seed: Seed::SamplePlan, status: 204 },
     Expectation { file: "health.json", function: "health", seed: Seed::Nothing, status: 200 },
     Expectation { file: "get-schema.json", function: "get-schema", seed: Seed::Nothing, status: 200 },
+    Expectation { file: "api-docs.json", function: "api-docs", seed: Seed::Nothing, status: 200 },
     Expectation { file: "search-plans.json", function: "search-plans", seed: Seed::IndexedSamplePlan, status: 200 },
     Expectation { file: "search-plans-query.json", function: "search-plans-query", seed: Seed::IndexedSamplePlan, status: 200 },
     Expectation { file: "get-indexed-plan.json", function: "get-indexed-plan", seed: Seed::IndexedSamplePlan, status: 200 },

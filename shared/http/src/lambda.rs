@@ -39,6 +39,16 @@ pub async fn run(endpoint: Endpoint) -> Result<(), Error> {
     lambda_http::run(router(&[endpoint], &backends)).await
 }
 
+/// Every HTTP endpoint that `function` serves (the api-docs function serves three).
+pub async fn run_function(function: &str) -> Result<(), Error> {
+    let endpoints: Vec<Endpoint> = Endpoint::ALL.into_iter().filter(|e| e.function() == function).collect();
+    if endpoints.is_empty() {
+        return Err(format!("{function} serves no HTTP endpoint").into());
+    }
+    let (_, backends) = cold_start(function, endpoints.iter().any(|e| e.writes()), endpoints.iter().any(|e| e.uses_index())).await?;
+    lambda_http::run(router(&endpoints, &backends)).await
+}
+
 /// The indexer, fed by the MSK event source mapping. A batch whose index write fails transiently
 /// returns an error, so the mapping delivers it again (then to its on-failure destination);
 /// poison records are dead-lettered and never fail the batch.

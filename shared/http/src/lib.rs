@@ -5,9 +5,12 @@
 pub mod auth;
 pub mod backends;
 pub mod config;
+pub mod docs;
 pub mod extract;
 pub mod lambda;
 pub mod middleware;
+#[cfg(feature = "api-docs")]
+pub mod openapi;
 pub mod problem;
 pub mod routes;
 mod search;

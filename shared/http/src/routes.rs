@@ -37,10 +37,13 @@ pub enum Endpoint {
     SearchPlansByQuery,
     GetIndexedPlan,
     GetIndexData,
+    GetOpenApi,
+    DocsPage,
+    DocsAsset,
 }
 
 impl Endpoint {
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 15] = [
         Self::CreatePlan,
         Self::ListPlans,
         Self::GetPlan,
@@ -53,6 +56,9 @@ impl Endpoint {
         Self::SearchPlansByQuery,
         Self::GetIndexedPlan,
         Self::GetIndexData,
+        Self::GetOpenApi,
+        Self::DocsPage,
+        Self::DocsAsset,
     ];
 
     pub fn method(self) -> Method {
@@ -64,7 +70,10 @@ impl Endpoint {
             | Self::GetSchema
             | Self::SearchPlansByQuery
             | Self::GetIndexedPlan
-            | Self::GetIndexData => Method::GET,
+            | Self::GetIndexData
+            | Self::GetOpenApi
+            | Self::DocsPage
+            | Self::DocsAsset => Method::GET,
             Self::PutPlan => Method::PUT,
             Self::PatchPlan => Method::PATCH,
             Self::DeletePlan => Method::DELETE,
@@ -84,6 +93,9 @@ impl Endpoint {
             Self::SearchPlans | Self::SearchPlansByQuery => "/v1/search",
             Self::GetIndexedPlan => "/v1/plan/es_plan/{planId}",
             Self::GetIndexData => "/v1/plan/es_data",
+            Self::GetOpenApi => "/v1/openapi.json",
+            Self::DocsPage => "/docs",
+            Self::DocsAsset => "/docs/{asset}",
         }
     }
 
@@ -107,6 +119,9 @@ impl Endpoint {
             Self::SearchPlansByQuery => "search-plans-query",
             Self::GetIndexedPlan => "get-indexed-plan",
             Self::GetIndexData => "get-index-data",
+            // One function serves the document, the page and its assets: the only function (with
+            // plan-local) that embeds the Swagger UI bundle (plan-http's `api-docs` feature).
+            Self::GetOpenApi | Self::DocsPage | Self::DocsAsset => "api-docs",
         }
     }
 
@@ -115,14 +130,14 @@ impl Endpoint {
         matches!(self, Self::CreatePlan | Self::PutPlan | Self::PatchPlan | Self::DeletePlan)
     }
 
-    /// The scope a caller's token must grant, or `None` for the public routes (health and
-    /// schema). Reads (and searches) need `plans:read`, writes `plans:write`.
+    /// The scope a caller's token must grant, or `None` for the public routes (health, schema,
+    /// the OpenAPI document and the docs page). Reads (and searches) need `plans:read`, writes `plans:write`.
     pub fn scope(self) -> Option<Scope> {
         match self {
             Self::ListPlans | Self::GetPlan => Some(Scope::PlansRead),
             Self::SearchPlans | Self::SearchPlansByQuery | Self::GetIndexedPlan | Self::GetIndexData => Some(Scope::PlansRead),
             Self::CreatePlan | Self::PutPlan | Self::PatchPlan | Self::DeletePlan => Some(Scope::PlansWrite),
-            Self::Health | Self::GetSchema => None,
+            Self::Health | Self::GetSchema | Self::GetOpenApi | Self::DocsPage | Self::DocsAsset => None,
         }
     }
 
@@ -143,6 +158,9 @@ impl Endpoint {
             Self::SearchPlansByQuery => on(filter, search::search_by_params).with_state(backends.index_reads()),
             Self::GetIndexedPlan => on(filter, search::indexed_plan).with_state(backends.index_reads()),
             Self::GetIndexData => on(filter, search::index_data).with_state(backends.index_reads()),
+            Self::GetOpenApi => on(filter, crate::docs::openapi_document),
+            Self::DocsPage => on(filter, crate::docs::page),
+            Self::DocsAsset => on(filter, crate::docs::asset),
         };
         let route = match self.scope() {
             Some(scope) => auth::protect(route, backends.auth(), scope),
@@ -266,13 +284,13 @@ fn plan_response(status: StatusCode, representation: Representation) -> Response
     response
 }
 
-fn not_modified(etag: &ETag) -> Response {
+pub(crate) fn not_modified(etag: &ETag) -> Response {
     let mut response = StatusCode::NOT_MODIFIED.into_response();
     insert_etag(&mut response, etag);
     response
 }
 
-fn insert_etag(response: &mut Response, etag: &ETag) {
+pub(crate) fn insert_etag(response: &mut Response, etag: &ETag) {
     if let Ok(value) = HeaderValue::from_str(&etag.to_string()) {
         response.headers_mut().insert(header::ETAG, value);
     }

@@ -1,0 +1,142 @@
+//! `GET /v1/openapi.json`, `GET /docs` and `GET /docs/{asset}`: the OpenAPI document and the
+//! Swagger UI page that renders it, all public.
+//!
+//! The page's files are embedded in the binary (vendored from the npm package `swagger-ui-dist`,
+//! see `assets/swagger-ui/VERSION` and `scripts/refresh-swagger-ui`), so it works offline and under
+//! a Content-Security-Policy that allows nothing but this origin. They weigh about 2 MB, so they
+//! (and the document builder) are compiled only with plan-http's `api-docs` feature: the api-docs
+//! function and plan-local turn it on, the other functions answer these routes with a 404 problem
+//! (they never receive them: each function serves its own routes only).
+
+use axum::response::Response;
+
+#[cfg(feature = "api-docs")]
+pub use enabled::{asset, openapi_document, page};
+
+#[cfg(not(feature = "api-docs"))]
+pub use disabled::{asset, openapi_document, page};
+
+/// The policy of the page: scripts, styles, fetches and fonts from this origin only; images also
+/// as `data:` URIs (Swagger UI's icons are SVGs inlined in its CSS).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+
+#[cfg(not(feature = "api-docs"))]
+mod disabled {
+    use super::*;
+    use crate::problem::Problem;
+    use axum::response::IntoResponse;
+
+    fn absent() -> Response {
+        Problem::route_not_found().into_response()
+    }
+
+    pub async fn openapi_document() -> Response {
+        absent()
+    }
+
+    pub async fn page() -> Response {
+        absent()
+    }
+
+    pub async fn asset() -> Response {
+        absent()
+    }
+}
+
+#[cfg(feature = "api-docs")]
+mod enabled {
+    use std::sync::LazyLock;
+
+    use axum::extract::Path;
+    use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+    use axum::response::IntoResponse;
+    use plan::ETag;
+
+    use super::*;
+    use crate::extract::Conditions;
+    use crate::problem::Problem;
+    use crate::routes::{insert_etag, not_modified};
+
+    /// A file served by the page: its name under /docs/, media type and bytes.
+    struct Asset {
+        name: &'static str,
+        content_type: &'static str,
+        bytes: &'static [u8],
+    }
+
+    const ASSETS: &[Asset] = &[
+        Asset {
+            name: "swagger-ui-bundle.js",
+            content_type: "text/javascript; charset=utf-8",
+            bytes: include_bytes!("../assets/swagger-ui/swagger-ui-bundle.js"),
+        },
+        Asset {
+            name: "swagger-ui.css",
+            content_type: "text/css; charset=utf-8",
+            bytes: include_bytes!("../assets/swagger-ui/swagger-ui.css"),
+        },
+        Asset { name: "favicon-32x32.png", content_type: "image/png", bytes: include_bytes!("../assets/swagger-ui/favicon-32x32.png") },
+        Asset { name: "LICENSE", content_type: "text/plain; charset=utf-8", bytes: include_bytes!("../assets/swagger-ui/LICENSE") },
+        Asset { name: "docs.js", content_type: "text/javascript; charset=utf-8", bytes: include_bytes!("../assets/docs/docs.js") },
+        Asset { name: "docs.css", content_type: "text/css; charset=utf-8", bytes: include_bytes!("../assets/docs/docs.css") },
+    ];
+
+    const PAGE: &str = include_str!("../assets/docs/index.html");
+
+    static DOCUMENT_BYTES: LazyLock<Vec<u8>> = LazyLock::new(|| serde_json::to_vec(&*crate::openapi::DOCUMENT).unwrap_or_default());
+    static DOCUMENT_ETAG: LazyLock<ETag> = LazyLock::new(|| ETag::of(&DOCUMENT_BYTES));
+    static ASSET_ETAGS: LazyLock<Vec<ETag>> = LazyLock::new(|| ASSETS.iter().map(|a| ETag::of(a.bytes)).collect());
+
+    /// The document, with an ETag and 304 like the schema route.
+    pub async fn openapi_document(Conditions(conditions): Conditions) -> Response {
+        if conditions.for_read(&DOCUMENT_ETAG) == plan::etag::ReadOutcome::NotModified {
+            return not_modified(&DOCUMENT_ETAG);
+        }
+        let headers = [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "public, max-age=300")];
+        let mut response = (headers, DOCUMENT_BYTES.as_slice()).into_response();
+        insert_etag(&mut response, &DOCUMENT_ETAG);
+        response
+    }
+
+    pub async fn page() -> Response {
+        let mut response =
+            ([(header::CONTENT_TYPE, "text/html; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], PAGE).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CONTENT_SECURITY_POLICY));
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+        headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+        headers.insert(HeaderName::from_static("cross-origin-opener-policy"), HeaderValue::from_static("same-origin"));
+        response
+    }
+
+    pub async fn asset(Path(name): Path<String>) -> Response {
+        let Some(index) = ASSETS.iter().position(|a| a.name == name) else {
+            return Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "the docs page has no such file").into_response();
+        };
+        let asset = &ASSETS[index];
+        // Cached for a day, and revalidated by ETag: the files change only with a new build.
+        let headers = [
+            (header::CONTENT_TYPE, asset.content_type),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ];
+        let mut response = (headers, asset.bytes).into_response();
+        insert_etag(&mut response, &ASSET_ETAGS[index]);
+        response
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn the_page_loads_only_files_it_serves() {
+            for reference in PAGE.split('"').filter(|s| s.starts_with("docs/")) {
+                let name = reference.trim_start_matches("docs/");
+                assert!(ASSETS.iter().any(|a| a.name == name), "index.html loads {reference}, which /docs/{{asset}} does not serve");
+            }
+            assert!(!PAGE.contains("<script>") && !PAGE.contains("style="), "no inline script or style under the strict CSP");
+        }
+    }
+}
