@@ -86,7 +86,7 @@ pub async fn reindex(backends: &Backends, job: ReindexJob, progress: &(dyn Fn(us
     Ok(match job {
         ReindexJob::Sweep => {
             let report = plan::jobs::sweep(backends.walk().as_ref(), backends.store().as_ref(), backends.publisher().as_ref()).await?;
-            json!({"job": "sweep", "walked": report.walked, "republished": report.republished})
+            json!({"job": "sweep", "walked": report.walked, "republished": report.republished, "repaired": report.repaired})
         }
         ReindexJob::Rebuild => {
             let report = rebuild(backends.walk().as_ref(), backends.index().as_ref(), progress).await?;
@@ -98,7 +98,8 @@ pub async fn reindex(backends: &Backends, job: ReindexJob, progress: &(dyn Fn(us
             for line in &drift {
                 tracing::warn!(drift = %line, "store and index differ");
             }
-            json!({"job": "drift", "plansChecked": report.plans_checked, "differences": drift})
+            let repairs: Vec<String> = report.repairs.iter().map(ToString::to_string).collect();
+            json!({"job": "drift", "plansChecked": report.plans_checked, "differences": drift, "repairs": repairs})
         }
     })
 }

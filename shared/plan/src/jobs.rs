@@ -14,6 +14,8 @@ pub struct SweepReport {
     pub walked: usize,
     /// Unpublished changes published now.
     pub republished: usize,
+    /// Owner entries and listings mended on the way (see `StoreWalk::repair`).
+    pub repaired: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,7 @@ pub async fn sweep(walk: &dyn StoreWalk, store: &dyn PlanWriter, publisher: &dyn
     loop {
         let (states, next) = walk.walk(cursor, WALK_BATCH).await?;
         report.walked += states.len();
+        report.repaired += walk.repair(&states).await?.len();
         for state in states.into_iter().filter(|s| s.unpublished) {
             let event = match &state.plan {
                 Some(stored) => {

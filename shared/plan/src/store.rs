@@ -143,6 +143,35 @@ pub struct PlanState {
     pub unpublished: bool,
 }
 
+/// What the walk found out of step with the plans, and what it did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// An objectId in a live plan's id set whose owner entry was missing, another plan's stale
+    /// leftover, or a claim older than the lease that was never confirmed (a lost reply, a crash):
+    /// now confirmed for the plan. `found` is the entry as it was.
+    OwnerRestored { plan: ObjectId, object_id: ObjectId, found: Option<String> },
+    /// The id sets of two plans both list the objectId: the ownership invariant is broken (clock
+    /// skew beyond the store's tolerance, or keys edited by hand). Reported, never guessed at.
+    SharedObjectId { object_id: ObjectId, plans: [ObjectId; 2] },
+    /// A live plan missing from a listing it belongs to: added back.
+    ListingRestored { plan: ObjectId, org: String },
+    /// A listing entry for a plan that is deleted or belongs to another organisation: removed.
+    ListingRemoved { plan: ObjectId, listing: String },
+}
+
+impl fmt::Display for Repair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OwnerRestored { plan, object_id, found } => {
+                write!(f, "objectId {object_id}: owner entry {found:?} restored to plan {plan}")
+            }
+            Self::SharedObjectId { object_id, plans: [a, b] } => write!(f, "objectId {object_id}: listed by both {a} and {b}"),
+            Self::ListingRestored { plan, org } => write!(f, "plan {plan}: added back to the listings (org {org})"),
+            Self::ListingRemoved { plan, listing } => write!(f, "plan {plan}: removed from listing {listing}"),
+        }
+    }
+}
+
 /// Walks every plan ever written, a batch at a time. Only the reindex job (sweep, rebuild, drift
 /// check) may walk the whole store; no request path does.
 #[async_trait]
@@ -151,6 +180,13 @@ pub trait StoreWalk: Send + Sync {
     /// the end. Every plan that exists for the whole walk is seen at least once (Redis' SSCAN may
     /// repeat one); callers are idempotent.
     async fn walk(&self, cursor: Option<String>, batch: usize) -> Result<(Vec<PlanState>, Option<String>), StoreError>;
+
+    /// Checks the derived keys of these walked plans (owner entries, listings) against the plans
+    /// themselves and mends what a lost reply or a crash left behind. An adapter whose writes are
+    /// atomic end to end (the embedded store) has nothing to mend.
+    async fn repair(&self, _plans: &[PlanState]) -> Result<Vec<Repair>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A backend that can say whether it is reachable, for `GET /v1/health`.

@@ -4,17 +4,40 @@
 //! - `{p}:plan:{<id>}`      hash: `version`, `pending` (the outbox mark: that version's change
 //!   has not reached the topic yet), and while live `body`, `etag`, `org`, `seq`
 //! - `{p}:plan:{<id>}:ids`  set: every objectId of the live plan
-//! - `{p}:obj:{<oid>}`      string `<planId>:<version>`: who owns an objectId (`:0` while claimed)
+//! - `{p}:obj:{<oid>}`      string: who owns an objectId, `<planId>:<version>` once confirmed,
+//!   `<planId>:0:<ms>` while claimed (`<ms>`: the claim's time by that node's `TIME`)
 //! - `{<p>:plans}:order`    sorted set: plan id by creation sequence, for newest-first pages
 //! - `{<p>:plans}:order:org:<org>`  the same, for one organisation's plans
 //! - `{<p>:plans}:seq`      counter for that sequence
 //! - `{<p>:plans}:all`      set of every plan id ever created: what the reindex job walks
 //!
-//! A write claims its objectIds first (a claim is owned by the plan and expires unless the commit
-//! confirms it), then commits the plan with one compare-and-set script, then confirms its claims
-//! and releases the ids it dropped. A crash between those steps leaves either claims that expire
-//! or stale owner entries that the plan's own id set shows to be stale; a reader always trusts the
-//! plan, never the owner entry alone.
+//! # objectId ownership
+//!
+//! An objectId belongs to at most one plan's id set. Owner entries and plans live in different
+//! slots (no cross-slot atomicity in a cluster), so a write goes in three steps:
+//! 1. **claim** every id: an entry that is free or already this plan's is (re)written as a pending
+//!    claim stamped with the owner node's `TIME`. Re-claiming always writes a fresh value, so a
+//!    takeover that compared the old value fails. Claims never expire by TTL.
+//! 2. **commit** the plan with one compare-and-set script, given the oldest claim time: the script
+//!    refuses (`claim-expired`, and the writer claims afresh) when the plan node's `TIME` says that
+//!    claim is older than the commit window W. A commit therefore lands within W of its claims, or
+//!    never, even when it runs late (a Redis paused with the command in its socket buffer).
+//! 3. **confirm** each claim (`<plan>:<version>`), only if the entry is still that very claim, and
+//!    release the ids the plan dropped (only confirmed entries of an earlier version).
+//!
+//! Another plan may take an entry over only when it is stale: a confirmed entry, or a pending claim
+//! older than the lease L, *and* the holder's id set does not list the id; the takeover is a
+//! compare-and-set on the exact value seen. Why that is enough: the holder can add the id to its
+//! set only by a commit within W of a claim, and every claim rewrites the entry. A takeover that
+//! saw a claim older than L read it more than L after the claim, so a commit of that claim (within
+//! W) came before the read, and the id-set check that follows sees it; a later claim changed the
+//! value and the compare-and-set fails. This holds while the clocks of two nodes differ by less
+//! than L - W (20 s by default; cluster nodes are NTP-synchronised to milliseconds). So a lost
+//! COMMIT reply, a crash between the steps, or a writer that stalls leaves a pending entry that
+//! nobody can take while the holder's set lists the id, and that the reindex walk confirms
+//! ([`StoreWalk::repair`]). A confirm that finds another plan's entry can only follow a clock skew
+//! beyond L - W or a hand-edited key: the write answers an invariant violation (`Corrupt`, logged
+//! at error level) and the walk reports or repairs it.
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
@@ -23,7 +46,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use plan::store::{
-    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, StoreError, StoreWalk, StoredPlan, WriteError,
+    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreWalk, StoredPlan,
+    WriteError,
 };
 use plan::{ETag, ObjectId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -32,8 +56,13 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::OnceCell;
 
-/// How long an unconfirmed objectId claim lives: far longer than any write's own deadline.
-const CLAIM_LEASE_MS: u64 = 30_000;
+/// The lease L: a pending claim younger than this is never taken over by another plan.
+const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// The commit window W: a commit refuses claims older than this. Far above any write's own
+/// deadline, far below the lease (the difference is the clock skew between nodes tolerated).
+const COMMIT_WINDOW: Duration = Duration::from_secs(10);
+/// Claim-and-commit rounds before a write whose claims keep expiring gives up.
+const CLAIM_ATTEMPTS: u32 = 3;
 
 /// Connection settings, from the environment via the HTTP crate's config.
 #[derive(Clone)]
@@ -68,6 +97,8 @@ pub struct RedisStore {
     conn: Connection,
     keys: Keys,
     op_timeout: Duration,
+    lease: Duration,
+    window: Duration,
 }
 
 impl RedisStore {
@@ -101,7 +132,21 @@ impl RedisStore {
             let manager = ConnectionManager::new_lazy_with_config(client, manager_config).map_err(StoreError::unavailable)?;
             Connection::Single(manager)
         };
-        Ok(Self { conn, keys: Keys { prefix: config.key_prefix.clone() }, op_timeout: config.op_timeout })
+        Ok(Self {
+            conn,
+            keys: Keys { prefix: config.key_prefix.clone() },
+            op_timeout: config.op_timeout,
+            lease: CLAIM_LEASE,
+            window: COMMIT_WINDOW,
+        })
+    }
+
+    /// Another claim lease L and commit window W (tests use seconds, not the default 30 s / 10 s).
+    /// The window is kept below the lease; L - W is the clock skew between nodes tolerated.
+    pub fn with_lease(mut self, lease: Duration, window: Duration) -> Self {
+        self.lease = lease;
+        self.window = window.min(lease / 2);
+        self
     }
 
     /// Runs one store operation under the deadline, on a handle to the shared connection.
@@ -120,40 +165,43 @@ impl RedisStore {
         }
     }
 
-    /// Claims every objectId for `plan`, or names one that another plan holds.
-    async fn claim_all(&self, plan: &ObjectId, ids: &[ObjectId]) -> Result<(), WriteError> {
+    /// Claims every objectId for `plan`, or names one that another plan holds. Returns each id's
+    /// claim time (the owner node's clock, ms).
+    async fn claim_all(&self, plan: &ObjectId, ids: &[ObjectId]) -> Result<Vec<u64>, WriteError> {
         let outcomes = self
             .with_conn(|conn| {
                 let calls = ids.iter().map(move |id| {
                     let mut conn = conn.clone();
                     let key = self.keys.owner(id);
                     async move {
-                        let reply: Vec<Value> = CLAIM.key(key).arg(plan.as_str()).arg(CLAIM_LEASE_MS).invoke_async(&mut conn).await?;
+                        let reply: Vec<Value> = CLAIM.key(key).arg(plan.as_str()).invoke_async(&mut conn).await?;
                         Ok::<_, RedisError>(Claim::from_reply(&reply))
                     }
                 });
                 try_join_all(calls)
             })
             .await?;
+        let mut times = Vec::with_capacity(ids.len());
         for (id, outcome) in ids.iter().zip(outcomes) {
-            match outcome {
-                Claim::Ours => {}
-                Claim::Held { owner_value, pending } => self.take_over_if_stale(plan, id, &owner_value, pending).await?,
+            times.push(match outcome {
+                Claim::Ours(at) => at,
+                Claim::Held { owner_value, age_ms } => self.take_over_if_stale(plan, id, &owner_value, age_ms).await?,
                 Claim::Unknown => return Err(StoreError::corrupt(format!("unexpected claim reply for {id}")).into()),
-            }
+            });
         }
-        Ok(())
+        Ok(times)
     }
 
-    /// Another plan's entry for `id`: a conflict if that plan holds the id or is claiming it right
-    /// now; a stale leftover (its plan no longer lists the id) is taken over.
-    async fn take_over_if_stale(&self, plan: &ObjectId, id: &ObjectId, owner_value: &str, pending: bool) -> Result<(), WriteError> {
+    /// Another plan's entry for `id`: a conflict if that plan holds the id or may still commit it
+    /// (a pending claim younger than the lease); a stale leftover is taken over with a
+    /// compare-and-set on the exact value seen (see the module documentation for why the id-set
+    /// check and the compare-and-set may be two round trips).
+    async fn take_over_if_stale(&self, plan: &ObjectId, id: &ObjectId, owner_value: &str, age_ms: Option<u64>) -> Result<u64, WriteError> {
         let taken = || WriteError::IdTaken(id.clone());
-        let (owner, _) = split_owner(owner_value).ok_or_else(taken)?;
-        if pending {
+        if age_ms.is_some_and(|age| age <= millis(self.lease)) {
             return Err(taken());
         }
-        let owner = ObjectId::parse(owner).map_err(|_| taken())?;
+        let owner = parse_owner(owner_value).ok_or_else(taken)?.plan;
         let ids_key = self.keys.plan_ids(&owner);
         let still_held: bool = self
             .with_conn(|mut conn| async move { redis::cmd("SISMEMBER").arg(ids_key).arg(id.as_str()).query_async(&mut conn).await })
@@ -162,14 +210,12 @@ impl RedisStore {
             return Err(taken());
         }
         let owner_key = self.keys.owner(id);
-        let replaced: i64 = self
-            .with_conn(|mut conn| async move {
-                TAKE_OVER.key(owner_key).arg(owner_value).arg(plan.as_str()).arg(CLAIM_LEASE_MS).invoke_async(&mut conn).await
-            })
+        let claimed_at: u64 = self
+            .with_conn(|mut conn| async move { TAKE_OVER.key(owner_key).arg(owner_value).arg(plan.as_str()).invoke_async(&mut conn).await })
             .await?;
-        if replaced == 1 {
+        if claimed_at > 0 {
             tracing::warn!(object_id = %id, previous = owner_value, "took over a stale objectId entry");
-            Ok(())
+            Ok(claimed_at)
         } else {
             Err(taken())
         }
@@ -210,21 +256,19 @@ impl RedisStore {
     }
 
     /// After a commit at `version`: confirm the claims of the ids the plan holds, release those it
-    /// dropped. Failures here are logged, not returned: the write is already committed, and a
-    /// reader trusts the plan over the owner entries.
-    async fn settle_owners(&self, plan: &ObjectId, version: u64, held: &[ObjectId], dropped: &[String]) {
+    /// dropped. An unreachable Redis is logged, not returned: the write is committed, the pending
+    /// claims stay protected by the plan's id set, and the walk confirms them later. A claim found
+    /// in another plan's hands is an invariant violation, returned as `Corrupt`.
+    async fn settle_owners(&self, plan: &ObjectId, version: u64, held: &[(ObjectId, u64)], dropped: &[String]) -> Result<(), WriteError> {
         let result = self
             .with_conn(|conn| {
                 let release_conn = conn.clone();
-                let confirms = held.iter().map(move |id| {
+                let confirms = held.iter().map(move |(id, claimed_at)| {
                     let mut conn = conn.clone();
                     let key = self.keys.owner(id);
                     async move {
-                        let ok: i64 = CONFIRM.key(key).arg(plan.as_str()).arg(version).invoke_async(&mut conn).await?;
-                        if ok == 0 {
-                            tracing::error!(object_id = %id, plan = %plan, "objectId entry belongs to another plan after commit");
-                        }
-                        Ok::<_, RedisError>(())
+                        let ok: i64 = CONFIRM.key(key).arg(plan.as_str()).arg(version).arg(*claimed_at).invoke_async(&mut conn).await?;
+                        Ok::<_, RedisError>((ok == 0).then(|| id.clone()))
                     }
                 });
                 let releases = dropped.iter().map(move |id| {
@@ -233,14 +277,22 @@ impl RedisStore {
                     async move { RELEASE.key(key).arg(plan.as_str()).arg(version).invoke_async::<i64>(&mut conn).await.map(drop) }
                 });
                 async move {
-                    try_join_all(confirms).await?;
+                    let violations: Vec<ObjectId> = try_join_all(confirms).await?.into_iter().flatten().collect();
                     try_join_all(releases).await?;
-                    Ok(())
+                    Ok(violations)
                 }
             })
             .await;
-        if let Err(error) = result {
-            tracing::warn!(%plan, %error, "could not settle objectId entries after commit; readers fall back to the plan");
+        match result {
+            Ok(violations) if violations.is_empty() => Ok(()),
+            Ok(violations) => {
+                tracing::error!(%plan, version, object_ids = ?violations, "objectId entries belong to another plan after commit: ownership invariant violated");
+                Err(StoreError::corrupt(format!("objectId ownership invariant violated for {violations:?} of plan {plan}")).into())
+            }
+            Err(error) => {
+                tracing::warn!(%plan, %error, "could not settle objectId entries after commit; the walk confirms them");
+                Ok(())
+            }
         }
     }
 }
@@ -257,7 +309,7 @@ impl PlanReader for RedisStore {
         let key = self.keys.owner(object_id);
         let value: Option<String> =
             self.with_conn(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }).await?;
-        Ok(value.as_deref().and_then(split_owner).and_then(|(plan, _)| ObjectId::parse(plan).ok()))
+        Ok(value.as_deref().and_then(parse_owner).map(|entry| entry.plan))
     }
 
     async fn page(&self, org: Option<&str>, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError> {
@@ -319,28 +371,48 @@ impl PlanWriter for RedisStore {
             }
             Expected::Version(_) => String::new(),
         };
-        self.claim_all(&write.id, &write.object_ids).await?;
-
         let expected = match write.expected {
             Expected::Absent => "absent".to_owned(),
             Expected::Version(v) => v.to_string(),
         };
         let (plan_key, ids_key) = (self.keys.plan(&write.id), self.keys.plan_ids(&write.id));
-        let reply: Vec<Value> = self
-            .with_conn(|mut conn| {
-                let mut invocation = COMMIT.key(plan_key);
-                invocation.key(ids_key).arg(&expected).arg(&write.body).arg(write.etag.to_string()).arg(&seq).arg(&write.org);
-                for id in &write.object_ids {
-                    invocation.arg(id.as_str());
-                }
-                async move { invocation.invoke_async(&mut conn).await }
-            })
-            .await?;
+        let mut attempt = 1;
+        let (claims, reply) = loop {
+            let times = self.claim_all(&write.id, &write.object_ids).await?;
+            let oldest = times.iter().min().map(u64::to_string).unwrap_or_default();
+            let reply: Vec<Value> = self
+                .with_conn(|mut conn| {
+                    let mut invocation = COMMIT.key(plan_key.as_str());
+                    invocation
+                        .key(ids_key.as_str())
+                        .arg(&expected)
+                        .arg(&write.body)
+                        .arg(write.etag.to_string())
+                        .arg(&seq)
+                        .arg(&write.org)
+                        .arg(&oldest)
+                        .arg(millis(self.window));
+                    for id in &write.object_ids {
+                        invocation.arg(id.as_str());
+                    }
+                    async move { invocation.invoke_async(&mut conn).await }
+                })
+                .await?;
+            if !claim_expired(&reply) {
+                break (times, reply);
+            }
+            tracing::warn!(plan = %write.id, attempt, "claims older than the commit window; claiming again");
+            if attempt == CLAIM_ATTEMPTS {
+                return Err(StoreError::unavailable("objectId claims kept expiring before the commit").into());
+            }
+            attempt += 1;
+        };
         let (version, answer) = versioned_ids(&reply)?;
         let [seq, previous_org, dropped @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
         let previous_org = Some(previous_org.as_str()).filter(|org| !org.is_empty());
         self.update_order(&write.id, seq, previous_org, Some(&write.org)).await;
-        self.settle_owners(&write.id, version, &write.object_ids, dropped).await;
+        let held: Vec<(ObjectId, u64)> = write.object_ids.iter().cloned().zip(claims).collect();
+        self.settle_owners(&write.id, version, &held, dropped).await?;
         Ok(version)
     }
 
@@ -351,7 +423,7 @@ impl PlanWriter for RedisStore {
         let (tombstone_version, answer) = versioned_ids(&reply)?;
         let [org, released @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
         self.update_order(id, "", Some(org.as_str()), None).await;
-        self.settle_owners(id, tombstone_version, &[], released).await;
+        self.settle_owners(id, tombstone_version, &[], released).await?;
         Ok(tombstone_version)
     }
 
@@ -408,6 +480,78 @@ impl StoreWalk for RedisStore {
         }
         Ok((states, Some(next).filter(|n| n != "0")))
     }
+
+    async fn repair(&self, plans: &[PlanState]) -> Result<Vec<Repair>, StoreError> {
+        let mut repairs = Vec::new();
+        for state in plans {
+            if let Some(plan) = &state.plan {
+                repairs.extend(self.repair_owners(plan).await?);
+            }
+        }
+        for repair in &repairs {
+            match repair {
+                Repair::SharedObjectId { .. } => tracing::error!(%repair, "ownership invariant violated"),
+                _ => tracing::warn!(%repair, "repaired"),
+            }
+        }
+        Ok(repairs)
+    }
+}
+
+impl RedisStore {
+    /// Every id in the plan's id set must have an owner entry naming the plan. Entries that a lost
+    /// reply or a crash left (missing, a claim older than the lease, another plan's leftover that
+    /// plan no longer lists) are confirmed for the plan with a compare-and-set on the value seen,
+    /// so a write racing the walk wins.
+    async fn repair_owners(&self, plan: &StoredPlan) -> Result<Vec<Repair>, StoreError> {
+        let ids_key = self.keys.plan_ids(&plan.id);
+        let ids: Vec<String> =
+            self.with_conn(|mut conn| async move { redis::cmd("SMEMBERS").arg(ids_key).query_async(&mut conn).await }).await?;
+        let ids: Vec<ObjectId> = ids.iter().filter_map(|id| ObjectId::parse(id).ok()).collect();
+        let entries: Vec<(String, u64)> = self
+            .with_conn(|conn| {
+                try_join_all(ids.iter().map(move |id| {
+                    let mut conn = conn.clone();
+                    let key = self.keys.owner(id);
+                    async move { OWNER_STATE.key(key).invoke_async::<(String, u64)>(&mut conn).await }
+                }))
+            })
+            .await?;
+        let confirmed = format!("{}:{}", plan.id, plan.version);
+        let mut repairs = Vec::new();
+        for (object_id, (value, now)) in ids.into_iter().zip(entries) {
+            let entry = parse_owner(&value);
+            let stale_claim = |entry: &OwnerEntry| entry.claimed_at.is_some_and(|at| now.saturating_sub(at) > millis(self.lease));
+            match &entry {
+                Some(entry) if entry.plan == plan.id && (entry.claimed_at.is_none() || !stale_claim(entry)) => continue,
+                Some(entry) if entry.plan != plan.id => {
+                    if entry.claimed_at.is_some() && !stale_claim(entry) {
+                        continue; // another plan's claim in flight: it cannot commit the id, the next walk looks again
+                    }
+                    let other_ids = self.keys.plan_ids(&entry.plan);
+                    let member = object_id.as_str();
+                    let shared: bool = self
+                        .with_conn(
+                            |mut conn| async move { redis::cmd("SISMEMBER").arg(other_ids).arg(member).query_async(&mut conn).await },
+                        )
+                        .await?;
+                    if shared {
+                        repairs.push(Repair::SharedObjectId { object_id, plans: [plan.id.clone(), entry.plan.clone()] });
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            let key = self.keys.owner(&object_id);
+            let (seen, new) = (value.as_str(), confirmed.as_str());
+            let swapped: i64 =
+                self.with_conn(|mut conn| async move { OWNER_CAS.key(key).arg(seen).arg(new).invoke_async(&mut conn).await }).await?;
+            if swapped == 1 {
+                repairs.push(Repair::OwnerRestored { plan: plan.id.clone(), object_id, found: Some(value).filter(|v| !v.is_empty()) });
+            }
+        }
+        Ok(repairs)
+    }
 }
 
 #[async_trait]
@@ -453,15 +597,43 @@ fn versioned_ids(reply: &[Value]) -> Result<(u64, Vec<String>), StoreError> {
     Ok((version, ids))
 }
 
-/// `<planId>:<version>` -> (planId, version)
-fn split_owner(value: &str) -> Option<(&str, u64)> {
-    let (plan, version) = value.rsplit_once(':')?;
-    Some((plan, version.parse().ok()?))
+/// An owner entry: `<planId>:<version>` once confirmed, `<planId>:0:<ms>` while claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnerEntry {
+    plan: ObjectId,
+    /// The confirmed version, 0 while claimed.
+    version: u64,
+    /// When a pending claim was made (ms, the owner node's clock).
+    claimed_at: Option<u64>,
+}
+
+fn parse_owner(value: &str) -> Option<OwnerEntry> {
+    let (plan, rest) = value.split_once(':')?;
+    let plan = ObjectId::parse(plan).ok()?;
+    Some(match rest.split_once(':') {
+        Some(("0", at)) => OwnerEntry { plan, version: 0, claimed_at: Some(at.parse().ok()?) },
+        Some(_) => return None,
+        None => OwnerEntry { plan, version: rest.parse().ok()?, claimed_at: None },
+    })
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The commit script's answer when the oldest claim is older than the commit window.
+fn claim_expired(reply: &[Value]) -> bool {
+    matches!(reply, [Value::Int(0), status] if redis::from_redis_value_ref::<String>(status).is_ok_and(|s| s == "claim-expired"))
 }
 
 enum Claim {
-    Ours,
-    Held { owner_value: String, pending: bool },
+    /// Claimed now for this plan, at this time.
+    Ours(u64),
+    /// Another plan's entry, with the age of its claim when pending (`None`: confirmed).
+    Held {
+        owner_value: String,
+        age_ms: Option<u64>,
+    },
     Unknown,
 }
 
@@ -469,10 +641,10 @@ impl Claim {
     fn from_reply(reply: &[Value]) -> Self {
         let text = |v: &Value| redis::from_redis_value_ref::<String>(v).ok();
         match reply {
-            [status] if text(status).as_deref() == Some("ours") => Self::Ours,
-            [status, owner, ttl] if text(status).as_deref() == Some("held") => match (text(owner), ttl) {
-                (Some(owner_value), Value::Int(ttl)) => Self::Held { owner_value, pending: *ttl > 0 },
-                _ => Self::Unknown,
+            [status, Value::Int(at)] if text(status).as_deref() == Some("ours") => Self::Ours(u64::try_from(*at).unwrap_or_default()),
+            [status, owner, Value::Int(age)] if text(status).as_deref() == Some("held") => match text(owner) {
+                Some(owner_value) => Self::Held { owner_value, age_ms: u64::try_from(*age).ok() },
+                None => Self::Unknown,
             },
             _ => Self::Unknown,
         }
@@ -574,47 +746,63 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// KEYS: owner entry. ARGV: plan id, lease ms.
-/// Answers {"ours"} (claimed now, or already this plan's) or {"held", value, pttl}.
+/// `now`: this node's clock in ms. Scripts are replicated by their effects (Redis 7), so reading
+/// `TIME` before writing is allowed.
+const NOW_MS: &str = "local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+";
+
+/// KEYS: owner entry. ARGV: plan id.
+/// Answers {"ours", claim time} (free, or this plan's own entry: rewritten as a fresh claim either
+/// way) or {"held", value, age of the pending claim in ms, or -1 when confirmed}.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{NOW_MS}
 local value = redis.call('GET', KEYS[1])
-if not value then
-  redis.call('SET', KEYS[1], ARGV[1] .. ':0', 'PX', ARGV[2])
-  return {'ours'}
+if value then
+  local owner, rest = string.match(value, '^([^:]+):(.*)$')
+  if owner ~= ARGV[1] then
+    local claimed = string.match(rest or '', '^0:(%d+)$')
+    local age = -1
+    if claimed then age = math.max(now - tonumber(claimed), 0) end
+    return {{'held', value, age}}
+  end
 end
-if string.sub(value, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
-  return {'ours'}
-end
-return {'held', value, redis.call('PTTL', KEYS[1])}
-",
-    )
+redis.call('SET', KEYS[1], ARGV[1] .. ':0:' .. string.format('%d', now))
+return {{'ours', now}}
+"
+    ))
 });
 
-/// KEYS: owner entry. ARGV: the stale value seen, new plan id, lease ms. Compare-and-set.
+/// KEYS: owner entry. ARGV: the stale value seen, new plan id. Compare-and-set to a fresh claim;
+/// answers the claim time, or 0 when the entry changed.
 static TAKE_OVER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2] .. ':0', 'PX', ARGV[3])
-  return 1
-end
-return 0
-",
-    )
+    Script::new(&format!(
+        r"{NOW_MS}
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. ':0:' .. string.format('%d', now))
+return now
+"
+    ))
 });
 
-/// KEYS: owner entry. ARGV: plan id, committed version. Makes the entry permanent at this
-/// version unless another plan holds it or a later version of this plan already confirmed it.
+/// KEYS: owner entry. ARGV: plan id, committed version, the claim time this write made.
+/// Confirms the entry at this version if it is still that claim (or an earlier confirmed version
+/// of this plan). Answers 1 (confirmed, or a later version already is), 2 (a newer claim of this
+/// plan: its own write confirms it), 0 (another plan's entry: an invariant violation).
 static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local value = redis.call('GET', KEYS[1])
 if value then
-  local plan, version = string.match(value, '^(.*):(%d+)$')
-  if plan ~= ARGV[1] then return 0 end
-  if tonumber(version) > tonumber(ARGV[2]) then return 1 end
+  local owner, rest = string.match(value, '^([^:]+):(.*)$')
+  if owner ~= ARGV[1] then return 0 end
+  local claimed = string.match(rest, '^0:(%d+)$')
+  if claimed then
+    if claimed ~= ARGV[3] then return 2 end
+  elseif (tonumber(rest) or 0) >= tonumber(ARGV[2]) then
+    return 1
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
 return 1
@@ -629,9 +817,9 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local value = redis.call('GET', KEYS[1])
 if not value then return 0 end
-local plan, version = string.match(value, '^(.*):(%d+)$')
+local plan, version = string.match(value, '^([^:]+):(%d+)$')
 version = tonumber(version)
-if plan == ARGV[1] and version > 0 and version < tonumber(ARGV[2]) then
+if plan == ARGV[1] and version and version > 0 and version < tonumber(ARGV[2]) then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -639,42 +827,65 @@ return 0
     )
 });
 
-/// KEYS: plan hash, plan id set. ARGV: expected ('absent' or a version), body, etag, creation
-/// sequence ('' keeps the current one), org, then every objectId of the new plan.
-/// Answers {new version, sequence, previous org ('' if none), dropped ids...} or {0} when the
-/// plan is not as expected.
-static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS: owner entry. Answers {value ('' when absent), this node's clock in ms}.
+static OWNER_STATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+return {{redis.call('GET', KEYS[1]) or '', now}}
+"
+    ))
+});
+
+/// KEYS: owner entry. ARGV: the value seen ('' when absent), the new value. Compare-and-set.
+static OWNER_CAS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS: plan hash, plan id set. ARGV: expected ('absent' or a version), body, etag, creation
+/// sequence ('' keeps the current one), org, the oldest claim time (ms, '' without claims), the
+/// commit window (ms), then every objectId of the new plan.
+/// Answers {new version, sequence, previous org ('' if none), dropped ids...}, {0} when the plan
+/// is not as expected, or {0, 'claim-expired'} when this node's clock says the oldest claim is
+/// older than the window (the writer claims again).
+static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+if ARGV[6] ~= '' and now - tonumber(ARGV[6]) > tonumber(ARGV[7]) then return {{0, 'claim-expired'}} end
 local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'seq', 'org')
 local version = tonumber(current[1]) or 0
 local live = current[2] ~= false
 if ARGV[1] == 'absent' then
-  if live then return {0} end
+  if live then return {{0}} end
 elseif not live or version ~= tonumber(ARGV[1]) then
-  return {0}
+  return {{0}}
 end
 local new_version = version + 1
 local seq = ARGV[4]
 if seq == '' then seq = current[3] end
 redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'pending', new_version)
-local keep = {}
-for i = 6, #ARGV do keep[ARGV[i]] = true end
-local answer = {new_version, seq, (live and current[4]) or ''}
+local keep = {{}}
+for i = 8, #ARGV do keep[ARGV[i]] = true end
+local answer = {{new_version, seq, (live and current[4]) or ''}}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if not keep[id] then table.insert(answer, id) end
 end
 redis.call('DEL', KEYS[2])
 -- SADD in chunks: unpack() is limited by the Lua stack.
-local chunk = {}
-for i = 6, #ARGV do
+local chunk = {{}}
+for i = 8, #ARGV do
   table.insert(chunk, ARGV[i])
-  if #chunk == 500 then redis.call('SADD', KEYS[2], unpack(chunk)); chunk = {} end
+  if #chunk == 500 then redis.call('SADD', KEYS[2], unpack(chunk)); chunk = {{}} end
 end
 if #chunk > 0 then redis.call('SADD', KEYS[2], unpack(chunk)) end
 return answer
-",
-    )
+"
+    ))
 });
 
 /// KEYS: plan hash, plan id set. ARGV: expected version. Leaves a tombstone holding the version,
