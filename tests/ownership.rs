@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use plan::store::{Expected, PlanReader, PlanWriter, WriteError};
+use plan_e2e::raw_redis::{RawRedis, raw};
 use plan_e2e::{redis_config, service_var, set_org, tag, unique_plan, write_of};
 use plan_store::{RedisConfig, RedisStore};
 use redis::AsyncCommands;
@@ -53,44 +54,6 @@ impl Writer {
             }
             Err(WriteError::IdTaken(_)) => false,
             Err(other) => panic!("{other:?}"),
-        }
-    }
-}
-
-async fn raw(url: &str, cluster: bool) -> RawRedis {
-    if cluster {
-        let urls: Vec<String> = url.split(',').map(str::to_owned).collect();
-        RawRedis::Cluster(redis::cluster::ClusterClient::new(urls).unwrap().get_async_connection().await.unwrap())
-    } else {
-        RawRedis::Single(redis::Client::open(url).unwrap().get_multiplexed_async_connection().await.unwrap())
-    }
-}
-
-/// A plain connection of the test's own, to look at and plant keys as a crash would leave them.
-enum RawRedis {
-    Single(redis::aio::MultiplexedConnection),
-    Cluster(redis::cluster_async::ClusterConnection),
-}
-
-impl RawRedis {
-    async fn is_member(&mut self, key: &str, member: &str) -> bool {
-        match self {
-            Self::Single(c) => c.sismember(key, member).await.unwrap(),
-            Self::Cluster(c) => c.sismember(key, member).await.unwrap(),
-        }
-    }
-
-    async fn set(&mut self, key: &str, value: &str) {
-        match self {
-            Self::Single(c) => c.set::<_, _, ()>(key, value).await.unwrap(),
-            Self::Cluster(c) => c.set::<_, _, ()>(key, value).await.unwrap(),
-        }
-    }
-
-    async fn get(&mut self, key: &str) -> Option<String> {
-        match self {
-            Self::Single(c) => c.get(key).await.unwrap(),
-            Self::Cluster(c) => c.get(key).await.unwrap(),
         }
     }
 }

@@ -223,35 +223,40 @@ impl RedisStore {
 
     /// Keeps the listing order in step with a commit or delete: a new plan joins the global and
     /// its organisation's order, an organisation change moves it, a delete removes it. Best effort
-    /// after the commit: pages skip entries whose plan is gone.
+    /// after the commit: pages filter every row on the plan and its organisation, and the walk
+    /// restores what a failure left out ([`StoreWalk::repair`]). A removal takes out only the entry
+    /// with this plan's own sequence, so a delete racing a re-create (a new sequence) never
+    /// removes the live plan.
     async fn update_order(&self, id: &ObjectId, seq: &str, previous_org: Option<&str>, org: Option<&str>) {
         let member = id.as_str();
         let mut commands = Vec::new();
+        let mut step = |script: &'static Script, keys: &[String]| {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            invocation.arg(member).arg(seq);
+            commands.push(invocation);
+        };
         match (previous_org, org) {
-            (None, Some(org)) => {
-                commands.push(redis::cmd("ZADD").arg(self.keys.order()).arg(seq).arg(member).clone());
-                commands.push(redis::cmd("ZADD").arg(self.keys.org_order(org)).arg(seq).arg(member).clone());
-            }
+            (None, Some(org)) => step(&LISTING_ADD, &[self.keys.order(), self.keys.org_order(org)]),
             (Some(previous), Some(org)) if previous != org => {
-                commands.push(redis::cmd("ZREM").arg(self.keys.org_order(previous)).arg(member).clone());
-                commands.push(redis::cmd("ZADD").arg(self.keys.org_order(org)).arg(seq).arg(member).clone());
+                step(&LISTING_DROP, &[self.keys.org_order(previous)]);
+                step(&LISTING_ADD, &[self.keys.org_order(org)]);
             }
-            (Some(previous), None) => {
-                commands.push(redis::cmd("ZREM").arg(self.keys.order()).arg(member).clone());
-                commands.push(redis::cmd("ZREM").arg(self.keys.org_order(previous)).arg(member).clone());
-            }
+            (Some(previous), None) => step(&LISTING_DROP, &[self.keys.order(), self.keys.org_order(previous)]),
             _ => return,
         }
         let result = self
             .with_conn(|conn| {
                 try_join_all(commands.iter().map(move |cmd| {
                     let mut conn = conn.clone();
-                    async move { cmd.query_async::<i64>(&mut conn).await }
+                    async move { cmd.invoke_async::<i64>(&mut conn).await }
                 }))
             })
             .await;
         if let Err(error) = result {
-            tracing::warn!(plan = %id, %error, "listing order not updated; pages skip entries whose plan is gone");
+            tracing::warn!(plan = %id, %error, "listing order not updated; the reindex walk restores it");
         }
     }
 
@@ -348,8 +353,10 @@ impl PlanReader for RedisStore {
             .await?;
         let mut plans = Vec::with_capacity(rows.len());
         for (id, row) in ids.into_iter().zip(rows) {
-            // A plan deleted since the range was read is simply not on the page.
-            plans.extend(stored_plan(id, row)?);
+            // A plan deleted since the range was read is simply not on the page, nor is a leftover
+            // entry for a plan that now belongs to another organisation (a listing update that
+            // failed after its commit, and the id since re-created elsewhere).
+            plans.extend(stored_plan(id, row)?.filter(|plan| org.is_none_or(|org| plan.org == org)));
         }
         let next = if more { entries.last().map(|(_, seq)| PageMark(*seq)) } else { None };
         Ok(PlanPage { plans, next })
@@ -421,8 +428,8 @@ impl PlanWriter for RedisStore {
         let reply: Vec<Value> =
             self.with_conn(|mut conn| async move { DELETE.key(plan_key).key(ids_key).arg(expected).invoke_async(&mut conn).await }).await?;
         let (tombstone_version, answer) = versioned_ids(&reply)?;
-        let [org, released @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
-        self.update_order(id, "", Some(org.as_str()), None).await;
+        let [org, seq, released @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
+        self.update_order(id, seq, Some(org.as_str()), None).await;
         self.settle_owners(id, tombstone_version, &[], released).await?;
         Ok(tombstone_version)
     }
@@ -487,6 +494,7 @@ impl StoreWalk for RedisStore {
             if let Some(plan) = &state.plan {
                 repairs.extend(self.repair_owners(plan).await?);
             }
+            repairs.extend(self.repair_listings(state).await?);
         }
         for repair in &repairs {
             match repair {
@@ -499,6 +507,27 @@ impl StoreWalk for RedisStore {
 }
 
 impl RedisStore {
+    /// A live plan is in the global listing and its organisation's at its creation sequence; a
+    /// deleted one is in neither (its tombstone keeps the sequence and organisation it had). Both
+    /// steps are conditional on the sequence, so a re-created plan (a new sequence) is untouched.
+    async fn repair_listings(&self, state: &PlanState) -> Result<Option<Repair>, StoreError> {
+        let key = self.keys.plan(&state.id);
+        // Read afresh, not from the walked state: a plan re-created since has a new sequence.
+        let (seq, org, live): (Option<String>, Option<String>, bool) =
+            self.with_conn(|mut conn| async move { LISTED_AS.key(key).invoke_async(&mut conn).await }).await?;
+        let (Some(seq), Some(org)) = (seq, org) else { return Ok(None) };
+        let member = state.id.as_str();
+        let script: &Script = if live { &LISTING_ADD } else { &LISTING_DROP };
+        let (order, org_order) = (self.keys.order(), self.keys.org_order(&org));
+        let changed: i64 = self
+            .with_conn(|mut conn| async move { script.key(order).key(org_order).arg(member).arg(&seq).invoke_async(&mut conn).await })
+            .await?;
+        Ok((changed > 0).then(|| match live {
+            true => Repair::ListingRestored { plan: state.id.clone(), org },
+            false => Repair::ListingRemoved { plan: state.id.clone(), listing: format!("all and {org}") },
+        }))
+    }
+
     /// Every id in the plan's id set must have an owner entry naming the plan. Entries that a lost
     /// reply or a crash left (missing, a claim older than the lease, another plan's leftover that
     /// plan no longer lists) are confirmed for the plan with a compare-and-set on the value seen,
@@ -827,6 +856,50 @@ return 0
     )
 });
 
+/// KEYS: plan hash. Answers {seq, org, 1 if live else 0}; a tombstone keeps the seq and org.
+static LISTED_AS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local h = redis.call('HMGET', KEYS[1], 'seq', 'org', 'body')
+return {h[1], h[2], h[3] and 1 or 0}
+",
+    )
+});
+
+/// KEYS: listings. ARGV: plan id, its creation sequence. Adds the plan to each listing; answers
+/// how many lacked it at that sequence.
+static LISTING_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local added = 0
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('ZSCORE', key, ARGV[1]) or '') ~= tonumber(ARGV[2]) then
+    redis.call('ZADD', key, ARGV[2], ARGV[1])
+    added = added + 1
+  end
+end
+return added
+",
+    )
+});
+
+/// KEYS: listings. ARGV: plan id, its creation sequence. Removes the plan from each listing only
+/// where it is listed at that sequence (a re-created plan has a new one); answers how many.
+static LISTING_DROP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local removed = 0
+for _, key in ipairs(KEYS) do
+  local score = redis.call('ZSCORE', key, ARGV[1])
+  if score and tonumber(score) == tonumber(ARGV[2]) then
+    removed = removed + redis.call('ZREM', key, ARGV[1])
+  end
+end
+return removed
+",
+    )
+});
+
 /// KEYS: owner entry. Answers {value ('' when absent), this node's clock in ms}.
 static OWNER_STATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
@@ -888,18 +961,19 @@ return answer
     ))
 });
 
-/// KEYS: plan hash, plan id set. ARGV: expected version. Leaves a tombstone holding the version,
-/// so a re-created plan continues the sequence. Answers {tombstone version, org, released ids...}
-/// or {0}.
+/// KEYS: plan hash, plan id set. ARGV: expected version. Leaves a tombstone holding the version
+/// (so a re-created plan continues the sequence) and the deleted plan's `seq` and `org` (so the
+/// walk can take a leftover listing entry out). Answers {tombstone version, org, seq, released
+/// ids...} or {0}.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org')
+local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org', 'seq')
 local version = tonumber(current[1]) or 0
 if current[2] == false or version ~= tonumber(ARGV[1]) then return {0} end
 redis.call('HSET', KEYS[1], 'version', version + 1, 'pending', version + 1)
-redis.call('HDEL', KEYS[1], 'body', 'etag', 'seq', 'org')
-local answer = {version + 1, current[3]}
+redis.call('HDEL', KEYS[1], 'body', 'etag')
+local answer = {version + 1, current[3], current[4]}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(answer, id) end
 redis.call('DEL', KEYS[2])
 return answer
