@@ -136,4 +136,51 @@ on_both!(
     a_leftover_entry_never_shows_another_organisations_plan,
     the_walk_restores_listing_membership,
     a_delete_never_removes_a_re_created_plan_from_the_listing,
+    refused_creates_leave_nothing_for_the_walk,
 );
+
+/// 1,000 refused creates (each names an objectId another plan holds) register their ids for the
+/// walk before they commit; once older than the lease the walk prunes them, so the walk's set
+/// holds only plans that committed, and a second walk reads only those.
+async fn refused_creates_leave_nothing_for_the_walk(url: String, cluster: bool) {
+    let config = redis_config(url.split(',').map(str::to_owned).collect(), cluster);
+    let lease = std::time::Duration::from_millis(1_000);
+    let store = RedisStore::new(&config).unwrap().with_lease(lease, std::time::Duration::from_millis(500));
+    let mut raw = raw(&url, cluster).await;
+    let walk_key = format!("{{{}:plans}}:walk", config.key_prefix);
+    let holder = write_of(org_plan("a.example"), Expected::Absent);
+    store.commit(holder.clone()).await.unwrap();
+    let taken = holder.object_ids.iter().find(|id| **id != holder.id).unwrap().clone();
+    let mut refused = Vec::new();
+    for _ in 0..20 {
+        refused.extend(
+            futures_util::future::join_all((0..50).map(|_| {
+                let mut doc = org_plan("b.example");
+                doc["planCostShares"]["objectId"] = serde_json::json!(taken.as_str());
+                let store = &store;
+                async move { store.commit(write_of(doc, Expected::Absent)).await }
+            }))
+            .await,
+        );
+    }
+    let unexpected: Vec<_> = refused.iter().filter(|r| !matches!(r, Err(plan::store::WriteError::IdTaken(_)))).collect();
+    assert!(unexpected.is_empty(), "{unexpected:?}");
+    let registered: usize = raw.cmd(redis::cmd("ZCARD").arg(&walk_key)).await;
+    assert_eq!(registered, 1_001, "every create registers before its commit");
+
+    tokio::time::sleep(lease + std::time::Duration::from_millis(200)).await;
+    let mut walked = 0;
+    let mut cursor = None;
+    loop {
+        let (states, next) = store.walk(cursor, 500).await.unwrap();
+        walked += states.len();
+        match next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(walked, 1);
+    let left: usize = raw.cmd(redis::cmd("ZCARD").arg(&walk_key)).await;
+    eprintln!("refused creates: {registered} registrations before the walk, {left} after (cluster: {cluster})");
+    assert_eq!(left, 1, "only the committed plan stays registered");
+}

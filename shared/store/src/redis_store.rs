@@ -9,7 +9,9 @@
 //! - `{<p>:plans}:order`    sorted set: plan id by creation sequence, for newest-first pages
 //! - `{<p>:plans}:order:org:<org>`  the same, for one organisation's plans
 //! - `{<p>:plans}:seq`      counter for that sequence
-//! - `{<p>:plans}:all`      set of every plan id ever created: what the reindex job walks
+//! - `{<p>:plans}:walk`     sorted set of every plan id registered by a create, scored by the
+//!   registration time: what the reindex job walks (`{<p>:plans}:all`, the plain set of earlier
+//!   versions, is walked too)
 //!
 //! # objectId ownership
 //!
@@ -366,18 +368,6 @@ impl PlanReader for RedisStore {
 #[async_trait]
 impl PlanWriter for RedisStore {
     async fn commit(&self, write: PlanWrite) -> Result<u64, WriteError> {
-        let seq = match write.expected {
-            Expected::Absent => {
-                // Listed for the reindex walk before the first commit, so a crash right after the
-                // commit cannot hide the plan from the sweep. Both keys are in one slot.
-                let (seq_key, all_key, id) = (self.keys.seq(), self.keys.all(), write.id.as_str());
-                let (seq, _): (u64, i64) = self
-                    .with_conn(|mut conn| async move { redis::pipe().incr(seq_key, 1).sadd(all_key, id).query_async(&mut conn).await })
-                    .await?;
-                seq.to_string()
-            }
-            Expected::Version(_) => String::new(),
-        };
         let expected = match write.expected {
             Expected::Absent => "absent".to_owned(),
             Expected::Version(v) => v.to_string(),
@@ -385,8 +375,22 @@ impl PlanWriter for RedisStore {
         let (plan_key, ids_key) = (self.keys.plan(&write.id), self.keys.plan_ids(&write.id));
         let mut attempt = 1;
         let (claims, reply) = loop {
+            // A create registers the id for the reindex walk before its commit, so a crash right
+            // after the commit cannot hide the plan from the sweep; the registration time counts
+            // as a claim (the commit refuses it past the window), which is what lets the walk
+            // prune the registrations of creates that never committed.
+            let (seq, registered_at) = match write.expected {
+                Expected::Absent => {
+                    let (seq_key, walk_key, id) = (self.keys.seq(), self.keys.walk(), write.id.as_str());
+                    let (seq, at): (u64, u64) = self
+                        .with_conn(|mut conn| async move { REGISTER.key(seq_key).key(walk_key).arg(id).invoke_async(&mut conn).await })
+                        .await?;
+                    (seq.to_string(), Some(at))
+                }
+                Expected::Version(_) => (String::new(), None),
+            };
             let times = self.claim_all(&write.id, &write.object_ids).await?;
-            let oldest = times.iter().min().map(u64::to_string).unwrap_or_default();
+            let oldest = times.iter().copied().chain(registered_at).min().map(|t| t.to_string()).unwrap_or_default();
             let reply: Vec<Value> = self
                 .with_conn(|mut conn| {
                     let mut invocation = COMMIT.key(plan_key.as_str());
@@ -444,13 +448,33 @@ impl PlanWriter for RedisStore {
 #[async_trait]
 impl StoreWalk for RedisStore {
     async fn walk(&self, cursor: Option<String>, batch: usize) -> Result<(Vec<PlanState>, Option<String>), StoreError> {
-        let all = self.keys.all();
-        let cursor = cursor.unwrap_or_else(|| "0".to_owned());
-        let (next, ids): (String, Vec<String>) = self
-            .with_conn(|mut conn| async move {
-                redis::cmd("SSCAN").arg(all).arg(cursor).arg("COUNT").arg(batch.max(1)).query_async(&mut conn).await
-            })
-            .await?;
+        // Two phases: the scored registrations (`z:<cursor>`), then the plain set earlier versions
+        // of this store kept (`s:<cursor>`), until nothing is left in it.
+        let cursor = cursor.unwrap_or_else(|| "z:0".to_owned());
+        let (phase, position) = cursor.split_once(':').ok_or_else(|| StoreError::corrupt("not a walk cursor"))?;
+        let (ids, next, registrations) = match phase {
+            "z" => {
+                let (walk_key, position) = (self.keys.walk(), position.to_owned());
+                let (next, flat): (String, Vec<String>) = self
+                    .with_conn(|mut conn| async move {
+                        redis::cmd("ZSCAN").arg(walk_key).arg(position).arg("COUNT").arg(batch.max(1)).query_async(&mut conn).await
+                    })
+                    .await?;
+                let pairs: Vec<(String, String)> = flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+                let next = if next == "0" { "s:0".to_owned() } else { format!("z:{next}") };
+                (pairs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), Some(next), pairs)
+            }
+            "s" => {
+                let (legacy, position) = (self.keys.all(), position.to_owned());
+                let (next, ids): (String, Vec<String>) = self
+                    .with_conn(|mut conn| async move {
+                        redis::cmd("SSCAN").arg(legacy).arg(position).arg("COUNT").arg(batch.max(1)).query_async(&mut conn).await
+                    })
+                    .await?;
+                (ids, Some(next).filter(|n| n != "0").map(|n| format!("s:{n}")), Vec::new())
+            }
+            _ => return Err(StoreError::corrupt("not a walk cursor")),
+        };
         let ids: Vec<ObjectId> = ids.iter().filter_map(|id| ObjectId::parse(id).ok()).collect();
         let rows: Vec<(PlanRow, Option<u64>)> = self
             .with_conn(|conn| {
@@ -479,13 +503,18 @@ impl StoreWalk for RedisStore {
             })
             .await?;
         let mut states = Vec::with_capacity(ids.len());
+        let mut never_committed = Vec::new();
         for (id, (row, pending)) in ids.into_iter().zip(rows) {
             // An id whose first write never committed has no version: nothing to walk.
-            let Some(version) = row.0 else { continue };
+            let Some(version) = row.0 else {
+                never_committed.push(id);
+                continue;
+            };
             let plan = stored_plan(id.clone(), row)?;
             states.push(PlanState { id, version, plan, unpublished: pending.is_some() });
         }
-        Ok((states, Some(next).filter(|n| n != "0")))
+        self.prune_registrations(&never_committed, &registrations).await?;
+        Ok((states, next))
     }
 
     async fn repair(&self, plans: &[PlanState]) -> Result<Vec<Repair>, StoreError> {
@@ -507,6 +536,44 @@ impl StoreWalk for RedisStore {
 }
 
 impl RedisStore {
+    /// Takes out the walk registrations of creates that never committed (refused, conflicting, or
+    /// crashed), once older than the lease: such a create can no longer commit, since its commit
+    /// counts the registration as a claim and refuses it past the window. The removal compares the
+    /// score seen, so a create of the same id registering again meanwhile keeps its entry, and the
+    /// plan is read again after it: a commit that landed anyway is registered back.
+    async fn prune_registrations(&self, never_committed: &[ObjectId], registrations: &[(String, String)]) -> Result<(), StoreError> {
+        let mut pruned = 0;
+        for id in never_committed {
+            let Some((_, score)) = registrations.iter().find(|(member, _)| member == id.as_str()) else { continue };
+            let (walk_key, member) = (self.keys.walk(), id.as_str());
+            let removed: i64 = self
+                .with_conn(|mut conn| async move {
+                    PRUNE.key(walk_key).arg(member).arg(score).arg(millis(self.lease)).invoke_async(&mut conn).await
+                })
+                .await?;
+            if removed == 0 {
+                continue;
+            }
+            let key = self.keys.plan(id);
+            let version: Option<u64> =
+                self.with_conn(|mut conn| async move { redis::cmd("HGET").arg(key).arg("version").query_async(&mut conn).await }).await?;
+            if version.is_some() {
+                let walk_key = self.keys.walk();
+                let _: i64 = self
+                    .with_conn(
+                        |mut conn| async move { redis::cmd("ZADD").arg(walk_key).arg(score).arg(member).query_async(&mut conn).await },
+                    )
+                    .await?;
+            } else {
+                pruned += 1;
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, "walk registrations of creates that never committed removed");
+        }
+        Ok(())
+    }
+
     /// A live plan is in the global listing and its organisation's at its creation sequence; a
     /// deleted one is in neither (its tombstone keeps the sequence and organisation it had). Both
     /// steps are conditional on the sequence, so a re-created plan (a new sequence) is untouched.
@@ -717,8 +784,14 @@ impl Keys {
         format!("{{{}:plans}}:order", self.prefix)
     }
 
+    /// The plain set of plan ids earlier versions of this store kept for the walk; still walked.
     fn all(&self) -> String {
         format!("{{{}:plans}}:all", self.prefix)
+    }
+
+    /// Sorted set: every registered plan id, scored by its registration time (ms).
+    fn walk(&self) -> String {
+        format!("{{{}:plans}}:walk", self.prefix)
     }
 
     fn seq(&self) -> String {
@@ -854,6 +927,30 @@ end
 return 0
 ",
     )
+});
+
+/// KEYS: sequence counter, walk registrations. ARGV: plan id. Takes the next creation sequence and
+/// registers the id for the walk at this node's time; answers {sequence, time}.
+static REGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+local seq = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+return {{seq, now}}
+"
+    ))
+});
+
+/// KEYS: walk registrations. ARGV: plan id, the score seen, the lease (ms). Removes the
+/// registration if it still has that score and is older than the lease; answers 1 if removed.
+static PRUNE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+local score = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '')
+if score == nil or score ~= tonumber(ARGV[2]) or now - score <= tonumber(ARGV[3]) then return 0 end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"
+    ))
 });
 
 /// KEYS: plan hash. Answers {seq, org, 1 if live else 0}; a tombstone keeps the seq and org.
