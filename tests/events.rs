@@ -120,3 +120,69 @@ async fn redis_writes_while_the_broker_is_down_are_swept_later() {
     let Some(store) = redis_store() else { return };
     writes_while_the_broker_is_down_are_swept_later(store).await;
 }
+
+/// A publisher that refuses the records of one plan (as a broker refuses a record it cannot take)
+/// and passes the rest on.
+struct RefusesOnePlan {
+    refused: String,
+    inner: RecordingPublisher,
+}
+
+#[async_trait::async_trait]
+impl plan::events::ChangePublisher for RefusesOnePlan {
+    async fn publish(&self, event: &plan::events::ChangeEvent) -> Result<(), plan::events::PublishError> {
+        if event.plan_id.as_str() == self.refused {
+            return Err(plan::events::PublishError::rejected("the broker refused this record"));
+        }
+        self.inner.publish(event).await
+    }
+}
+
+/// 1,000 plans written while the broker was down, one of which the broker refuses: the sweep
+/// publishes the other 999 (deletes included) and leaves that one marked, where it used to stop
+/// at the refused plan and start from the top again next time.
+async fn the_sweep_goes_past_a_plan_it_cannot_publish<S: Store + 'static>(store: Arc<S>) {
+    let down = Arc::new(RecordingPublisher::default());
+    down.set_down(true);
+    let app = spawn_with(store.clone(), down.clone(), WritePolicy::default()).await;
+    let mut ids = Vec::new();
+    for _ in 0..1_000 {
+        let plan = unique_plan(&tag());
+        assert_eq!(app.create(&plan).await.status(), 201);
+        ids.push(plan["objectId"].as_str().unwrap().to_owned());
+    }
+    // A tenth of them deleted while the broker is down, too.
+    for id in ids.iter().step_by(10) {
+        let etag = app.etag(id).await;
+        assert_eq!(app.delete(id, Some(&etag)).await.status(), 204);
+    }
+    // The refused plan sits early in the walk (the embedded walk goes by id).
+    let refused = ids.iter().min().unwrap().clone();
+    let publisher = RefusesOnePlan { refused: refused.clone(), inner: RecordingPublisher::default() };
+    let result = sweep(store.as_ref(), store.as_ref() as &dyn PlanWriter, &publisher).await;
+    let published = publisher.inner.events().len();
+    let left = unpublished(store.as_ref()).await;
+    eprintln!("one refused plan among 1,000: {published} changes reached the topic, {} left marked; {result:?}", left.len());
+    assert_eq!(published, 999, "every other change reaches the topic, deletes included");
+    assert_eq!(left.keys().cloned().collect::<Vec<_>>(), [refused.clone()], "only the refused plan stays marked");
+    let report = result.expect("a refused record does not stop the sweep");
+    assert_eq!((report.republished, report.failed), (999, 1));
+    assert_eq!(report.failures[0].plan.as_str(), refused);
+
+    // An unreachable broker still stops it at once.
+    let deleted = unique_plan(&tag());
+    assert_eq!(app.create(&deleted).await.status(), 201);
+    publisher.inner.set_down(true);
+    assert!(matches!(sweep(store.as_ref(), store.as_ref() as &dyn PlanWriter, &publisher).await, Err(plan::jobs::SweepError::Publish(..))));
+}
+
+#[tokio::test]
+async fn embedded_the_sweep_goes_past_a_plan_it_cannot_publish() {
+    the_sweep_goes_past_a_plan_it_cannot_publish(Arc::new(EmbeddedStore::new())).await;
+}
+
+#[tokio::test]
+async fn redis_the_sweep_goes_past_a_plan_it_cannot_publish() {
+    let Some(store) = redis_store() else { return };
+    the_sweep_goes_past_a_plan_it_cannot_publish(store).await;
+}

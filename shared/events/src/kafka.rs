@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use plan::events::{ChangeEvent, ChangePublisher, PublishError};
+use plan::events::{ChangeEvent, ChangePublisher, PublishError, PublishErrorKind};
 use plan::store::{Probe, StoreError};
 use rskafka::BackoffConfig;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
@@ -123,13 +123,32 @@ impl KafkaPublisher {
             Ok::<_, KafkaError>((partition, offsets.first().copied().unwrap_or_default()))
         };
         let result = match tokio::time::timeout(self.config.timeout, work).await {
-            Ok(result) => result.map_err(PublishError::new),
+            Ok(result) => result.map_err(publish_error),
             Err(_) => Err(PublishError::new(format!("Kafka did not acknowledge within {:?}", self.config.timeout))),
         };
-        if result.is_err() {
+        // A refused record says nothing about the connection; anything else rebuilds it.
+        if result.as_ref().is_err_and(|e| e.kind == PublishErrorKind::Unavailable) {
             *self.connection.lock().await = None;
         }
         result
+    }
+}
+
+/// A broker's refusal of the record itself is `Rejected` (the next record may go through); every
+/// other failure says the broker cannot be reached.
+fn publish_error(error: KafkaError) -> PublishError {
+    use rskafka::client::error::ProtocolError;
+    match &error {
+        KafkaError::ServerError {
+            protocol_error:
+                ProtocolError::MessageTooLarge
+                | ProtocolError::RecordListTooLarge
+                | ProtocolError::InvalidRecord
+                | ProtocolError::CorruptMessage
+                | ProtocolError::InvalidTimestamp,
+            ..
+        } => PublishError::rejected(error),
+        _ => PublishError::new(error),
     }
 }
 

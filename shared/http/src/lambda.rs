@@ -86,7 +86,12 @@ pub async fn reindex(backends: &Backends, job: ReindexJob, progress: &(dyn Fn(us
     Ok(match job {
         ReindexJob::Sweep => {
             let report = plan::jobs::sweep(backends.walk().as_ref(), backends.store().as_ref(), backends.publisher().as_ref()).await?;
-            json!({"job": "sweep", "walked": report.walked, "republished": report.republished, "repaired": report.repaired})
+            let failures: Vec<Value> =
+                report.failures.iter().map(|f| json!({"planId": f.plan.as_str(), "version": f.version, "reason": f.reason})).collect();
+            json!({
+                "job": "sweep", "walked": report.walked, "republished": report.republished, "repaired": report.repaired,
+                "failed": report.failed, "failures": failures,
+            })
         }
         ReindexJob::Rebuild => {
             let report = rebuild(backends.walk().as_ref(), backends.index().as_ref(), progress).await?;

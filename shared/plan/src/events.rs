@@ -95,15 +95,40 @@ fn now_rfc3339() -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("could not publish the change event: {source}")]
+#[error("could not publish the change event ({kind}): {source}")]
 pub struct PublishError {
+    pub kind: PublishErrorKind,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+/// What a failed publish says about the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishErrorKind {
+    /// The broker is unreachable, timed out or not ready: the next record would fail too.
+    Unavailable,
+    /// The broker refused this record (too large, invalid): others may still go through.
+    Rejected,
+}
+
+impl std::fmt::Display for PublishErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unavailable => "broker unavailable",
+            Self::Rejected => "record rejected",
+        })
+    }
+}
+
 impl PublishError {
+    /// An unreachable or failing broker.
     pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self { source: source.into() }
+        Self { kind: PublishErrorKind::Unavailable, source: source.into() }
+    }
+
+    /// A record the broker refused for what it is.
+    pub fn rejected(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { kind: PublishErrorKind::Rejected, source: source.into() }
     }
 }
 
