@@ -118,3 +118,16 @@ async fn the_largest_storable_plan_travels_compressed() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].2, event, "the event came back whole");
 }
+
+/// The dead-letter topic (any missing topic) is created at start with the broker's default
+/// replication factor, not a hard-coded 1.
+#[tokio::test]
+async fn a_missing_topic_is_created_on_ensure() {
+    let Some(bootstrap) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
+    let topic = format!("dlq-{}", tag());
+    let config = config(&bootstrap, &topic);
+    KafkaPublisher::new(config.clone()).ensure_topic().await.expect("topic created");
+    let client = plan_events::kafka::connect(&config).await.unwrap();
+    let topics = client.list_topics().await.unwrap();
+    assert!(topics.iter().any(|t| t.name == topic), "{topic} exists");
+}

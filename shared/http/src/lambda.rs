@@ -45,12 +45,15 @@ pub async fn run(endpoint: Endpoint) -> Result<(), Error> {
 pub async fn run_indexer() -> Result<(), Error> {
     let (_, backends) = cold_start("indexer", true, true).await?;
     let indexer = backends.indexer();
+    // The dead-letter topic exists before the first poison record (bounded by KAFKA_TIMEOUT_MS).
+    indexer.prepare().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::kafka::KafkaEvent>| {
         let indexer = indexer.clone();
         async move {
             let report: BatchReport = indexer.index_batch(&event.payload).await?;
             Ok::<_, Error>(json!({
                 "applied": report.applied, "alreadyApplied": report.already_applied, "deadLettered": report.dead_lettered,
+                "deadLettersLost": report.dead_letters_lost,
             }))
         }
     }))

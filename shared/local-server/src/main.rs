@@ -128,6 +128,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut background = Vec::new();
     if let Some(kafka) = &config.kafka {
         // Plays the MSK event source mapping: the topic into the same indexer the Lambda runs.
+        let indexer = backends.indexer();
+        // The dead-letter topic is created at start, so it exists before the first poison record.
+        background.push(tokio::spawn(async move { indexer.prepare().await }));
         background.push(tokio::spawn(run_poller(kafka.clone(), backends.indexer(), Offsets::default())));
         background.push(tokio::spawn(sweep_periodically(backends.clone())));
     }
