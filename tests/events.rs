@@ -81,9 +81,15 @@ async fn writes_while_the_broker_is_down_are_swept_later<S: Store + 'static>(sto
     assert_eq!(unpublished(store.as_ref()).await, expected);
 
     publisher.set_down(false);
+    // A second later, a republished event still tells when its change was committed.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let sweep_started = plan::events::ChangeEvent::delete(plan_e2e::id("clock"), 1, "").occurred_at;
     let before = publisher.events().len();
     let report = sweep(store.as_ref(), store.as_ref() as &dyn PlanWriter, publisher.as_ref()).await.unwrap();
     assert_eq!(report.republished, 3);
+    for event in &publisher.events()[before..] {
+        assert!(event.occurred_at[..19] < sweep_started[..19], "{} is the sweep's time ({sweep_started})", event.occurred_at);
+    }
     let swept: BTreeMap<String, (Operation, u64)> =
         publisher.events()[before..].iter().map(|e| (e.plan_id.to_string(), (e.operation, e.version))).collect();
     assert_eq!(

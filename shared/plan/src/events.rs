@@ -67,6 +67,16 @@ impl ChangeEvent {
         }
     }
 
+    /// The same event dated at its commit (ms since the Unix epoch) rather than now: what the
+    /// sweep publishes for a change committed earlier.
+    pub fn committed_at(mut self, epoch_ms: i64) -> Self {
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(epoch_ms) * 1_000_000);
+        if let Some(text) = at.ok().and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok()) {
+            self.occurred_at = text;
+        }
+        self
+    }
+
     /// Parses an event and checks what serde cannot: a supported schema version, and a snapshot
     /// exactly when the operation is an upsert, for the same plan.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
@@ -163,6 +173,12 @@ mod tests {
             assert!(errors.is_empty(), "{errors:?}");
             assert_eq!(ChangeEvent::decode(&event.to_json()).unwrap(), event);
         }
+    }
+
+    #[test]
+    fn a_republished_event_carries_its_commit_time() {
+        let event = ChangeEvent::delete(ObjectId::parse("x").unwrap(), 2, "").committed_at(1_764_000_000_123);
+        assert_eq!(event.occurred_at, "2025-11-24T16:00:00.123Z");
     }
 
     #[test]

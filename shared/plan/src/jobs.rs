@@ -65,6 +65,10 @@ pub async fn sweep(walk: &dyn StoreWalk, store: &dyn PlanWriter, publisher: &dyn
                 },
                 None => ChangeEvent::delete(state.id.clone(), state.version, ""),
             };
+            let event = match state.committed_at_ms {
+                Some(at) => event.committed_at(at),
+                None => event,
+            };
             match publisher.publish(&event).await {
                 Ok(()) => {}
                 Err(error) if error.kind == PublishErrorKind::Rejected => {

@@ -141,6 +141,10 @@ pub struct PlanState {
     /// `None` once deleted.
     pub plan: Option<StoredPlan>,
     pub unpublished: bool,
+    /// When that latest change was committed (ms since the Unix epoch, the store's clock), so a
+    /// republished event tells the commit's time, not the sweep's. `None` for changes stored
+    /// before the store recorded it.
+    pub committed_at_ms: Option<i64>,
 }
 
 /// What the walk found out of step with the plans, and what it did about it.

@@ -32,6 +32,8 @@ struct Slot {
     live: Option<Live>,
     /// The outbox mark: this version's change has not reached the topic yet.
     unpublished: Option<u64>,
+    /// When the latest change was committed, ms since the Unix epoch.
+    committed_at_ms: i64,
 }
 
 struct Live {
@@ -52,6 +54,11 @@ impl EmbeddedStore {
         // happens after all checks, so the data is consistent even if poisoned.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl State {
@@ -136,7 +143,7 @@ impl PlanWriter for EmbeddedStore {
         }
         let version = version + 1;
         let live = Live { org: write.org, body: write.body, etag: write.etag, seq, object_ids: write.object_ids };
-        state.plans.insert(write.id, Slot { version, live: Some(live), unpublished: Some(version) });
+        state.plans.insert(write.id, Slot { version, live: Some(live), unpublished: Some(version), committed_at_ms: now_ms() });
         Ok(version)
     }
 
@@ -154,6 +161,7 @@ impl PlanWriter for EmbeddedStore {
         }
         slot.version += 1;
         slot.unpublished = Some(slot.version);
+        slot.committed_at_ms = now_ms();
         Ok(slot.version)
     }
 
@@ -185,6 +193,7 @@ impl StoreWalk for EmbeddedStore {
                 version: slot.version,
                 plan: state.stored(id),
                 unpublished: slot.unpublished.is_some(),
+                committed_at_ms: Some(slot.committed_at_ms),
             })
             .collect();
         let next = if states.len() < batch.max(1) { None } else { states.last().map(|s| s.id.to_string()) };

@@ -2,7 +2,8 @@
 //!
 //! Keys, all of one plan under one hash tag so each per-plan step is one atomic script in one slot:
 //! - `{p}:plan:{<id>}`      hash: `version`, `pending` (the outbox mark: that version's change
-//!   has not reached the topic yet), and while live `body`, `etag`, `org`, `seq`
+//!   has not reached the topic yet), `committed` (when that change was committed, ms), `seq` and
+//!   `org` (kept in a tombstone), and while live `body`, `etag`
 //! - `{p}:plan:{<id>}:ids`  set: every objectId of the live plan
 //! - `{p}:obj:{<oid>}`      string: who owns an objectId, `<planId>:<version>` once confirmed,
 //!   `<planId>:0:<ms>` while claimed (`<ms>`: the claim's time by that node's `TIME`)
@@ -476,18 +477,19 @@ impl StoreWalk for RedisStore {
             _ => return Err(StoreError::corrupt("not a walk cursor")),
         };
         let ids: Vec<ObjectId> = ids.iter().filter_map(|id| ObjectId::parse(id).ok()).collect();
-        let rows: Vec<(PlanRow, Option<u64>)> = self
+        let rows: Vec<(PlanRow, Option<u64>, Option<i64>)> = self
             .with_conn(|conn| {
                 try_join_all(ids.iter().map(move |id| {
                     let mut conn = conn.clone();
                     let key = self.keys.plan(id);
                     async move {
-                        let (version, body, etag, org, pending): (
+                        let (version, body, etag, org, pending, committed): (
                             Option<u64>,
                             Option<String>,
                             Option<String>,
                             Option<String>,
                             Option<u64>,
+                            Option<i64>,
                         ) = redis::cmd("HMGET")
                             .arg(key)
                             .arg("version")
@@ -495,23 +497,24 @@ impl StoreWalk for RedisStore {
                             .arg("etag")
                             .arg("org")
                             .arg("pending")
+                            .arg("committed")
                             .query_async(&mut conn)
                             .await?;
-                        Ok::<_, RedisError>(((version, body, etag, org), pending))
+                        Ok::<_, RedisError>(((version, body, etag, org), pending, committed))
                     }
                 }))
             })
             .await?;
         let mut states = Vec::with_capacity(ids.len());
         let mut never_committed = Vec::new();
-        for (id, (row, pending)) in ids.into_iter().zip(rows) {
+        for (id, (row, pending, committed_at_ms)) in ids.into_iter().zip(rows) {
             // An id whose first write never committed has no version: nothing to walk.
             let Some(version) = row.0 else {
                 never_committed.push(id);
                 continue;
             };
             let plan = stored_plan(id.clone(), row)?;
-            states.push(PlanState { id, version, plan, unpublished: pending.is_some() });
+            states.push(PlanState { id, version, plan, unpublished: pending.is_some(), committed_at_ms });
         }
         self.prune_registrations(&never_committed, &registrations).await?;
         Ok((states, next))
@@ -1038,7 +1041,7 @@ end
 local new_version = version + 1
 local seq = ARGV[4]
 if seq == '' then seq = current[3] end
-redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'pending', new_version)
+redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'pending', new_version, 'committed', now)
 local keep = {{}}
 for i = 8, #ARGV do keep[ARGV[i]] = true end
 local answer = {{new_version, seq, (live and current[4]) or ''}}
@@ -1063,19 +1066,19 @@ return answer
 /// walk can take a leftover listing entry out). Answers {tombstone version, org, seq, released
 /// ids...} or {0}.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{NOW_MS}
 local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org', 'seq')
 local version = tonumber(current[1]) or 0
-if current[2] == false or version ~= tonumber(ARGV[1]) then return {0} end
-redis.call('HSET', KEYS[1], 'version', version + 1, 'pending', version + 1)
+if current[2] == false or version ~= tonumber(ARGV[1]) then return {{0}} end
+redis.call('HSET', KEYS[1], 'version', version + 1, 'pending', version + 1, 'committed', now)
 redis.call('HDEL', KEYS[1], 'body', 'etag')
-local answer = {version + 1, current[3], current[4]}
+local answer = {{version + 1, current[3], current[4]}}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(answer, id) end
 redis.call('DEL', KEYS[2])
 return answer
-",
-    )
+"
+    ))
 });
 
 /// KEYS: plan hash. ARGV: the published version. Clears the outbox mark only for that version.
