@@ -145,8 +145,8 @@ impl plan::events::ChangePublisher for RefusesOnePlan {
 }
 
 /// 1,000 plans written while the broker was down, one of which the broker refuses: the sweep
-/// publishes the other 999 (deletes included) and leaves that one marked, where it used to stop
-/// at the refused plan and start from the top again next time.
+/// publishes every change of the other 999 (deletes included) and leaves that one marked, where it
+/// used to stop at the refused plan and start from the top again next time.
 async fn the_sweep_goes_past_a_plan_it_cannot_publish<S: Store + 'static>(store: Arc<S>) {
     let down = Arc::new(RecordingPublisher::default());
     down.set_down(true);
@@ -169,10 +169,12 @@ async fn the_sweep_goes_past_a_plan_it_cannot_publish<S: Store + 'static>(store:
     let published = publisher.inner.events().len();
     let left = unpublished(store.as_ref()).await;
     eprintln!("one refused plan among 1,000: {published} changes reached the topic, {} left marked; {result:?}", left.len());
-    assert_eq!(published, 999, "every other change reaches the topic, deletes included");
-    assert_eq!(left.keys().cloned().collect::<Vec<_>>(), [refused.clone()], "only the refused plan stays marked");
+    // 1,000 creates and 100 deletes, every one of them unpublished; the refused plan's stay behind.
+    let refused_changes = if ids.iter().step_by(10).any(|id| *id == refused) { 2 } else { 1 };
+    assert_eq!(published, 1_100 - refused_changes, "every other change reaches the topic, deletes included");
+    assert_eq!(left.keys().collect::<Vec<_>>(), [&refused], "only the refused plan stays marked");
     let report = result.expect("a refused record does not stop the sweep");
-    assert_eq!((report.republished, report.failed), (999, 1));
+    assert_eq!((report.republished, report.failed), (1_100 - refused_changes, refused_changes));
     assert_eq!(report.failures[0].plan.as_str(), refused);
 
     // An unreachable broker still stops it at once.
@@ -191,4 +193,41 @@ async fn embedded_the_sweep_goes_past_a_plan_it_cannot_publish() {
 async fn redis_the_sweep_goes_past_a_plan_it_cannot_publish() {
     let Some(store) = redis_store() else { return };
     the_sweep_goes_past_a_plan_it_cannot_publish(store).await;
+}
+
+/// A plan patched to v2, v3 and v4 while the broker is down: the sweep publishes v2, v3 and v4,
+/// in that order, each as it was committed (an audit consumer sees every change), not v4 alone.
+async fn every_unpublished_version_reaches_the_topic_in_order<S: Store + 'static>(store: Arc<S>) {
+    let publisher = Arc::new(RecordingPublisher::default());
+    let app = spawn_with(store.clone(), publisher.clone(), WritePolicy::default()).await;
+    let plan = unique_plan(&tag());
+    let id = plan["objectId"].as_str().unwrap().to_owned();
+    assert_eq!(app.create(&plan).await.status(), 201);
+    publisher.set_down(true);
+    for copay in [11, 12, 13] {
+        let etag = app.etag(&id).await;
+        let response = app.merge_patch(&id, &json!({"planCostShares": {"copay": copay}}), Some(&etag)).await;
+        assert_eq!(response.status(), 200);
+    }
+    publisher.set_down(false);
+    let report = sweep(store.as_ref(), store.as_ref() as &dyn PlanWriter, publisher.as_ref()).await.unwrap();
+    let events: Vec<_> = publisher.events().into_iter().filter(|e| e.plan_id.as_str() == id).collect();
+    let seen: Vec<(u64, Option<u64>)> = events
+        .iter()
+        .map(|e| (e.version, e.plan.as_ref().map(|p| serde_json::to_value(p).unwrap()["planCostShares"]["copay"].as_u64().unwrap())))
+        .collect();
+    assert_eq!(seen, [(1, Some(23)), (2, Some(11)), (3, Some(12)), (4, Some(13))], "every version, in order, as committed");
+    assert_eq!(report.republished, 3);
+    assert!(unpublished(store.as_ref()).await.is_empty());
+}
+
+#[tokio::test]
+async fn embedded_every_unpublished_version_reaches_the_topic_in_order() {
+    every_unpublished_version_reaches_the_topic_in_order(Arc::new(EmbeddedStore::new())).await;
+}
+
+#[tokio::test]
+async fn redis_every_unpublished_version_reaches_the_topic_in_order() {
+    let Some(store) = redis_store() else { return };
+    every_unpublished_version_reaches_the_topic_in_order(store).await;
 }

@@ -1,12 +1,12 @@
-//! The sweep of the reindex job: every change the store still marks unpublished (Kafka was down,
-//! or the process died between commit and publish) is published again, as the plan's current
-//! snapshot, then unmarked. Snapshots make this safe to repeat. A plan the broker refuses (or that
+//! The sweep of the reindex job: every change the store still holds unpublished (Kafka was down,
+//! or the process died between commit and publish) is published, each version as it was committed
+//! and in version order, then taken out of the outbox. Snapshots make this safe to repeat. A plan the broker refuses (or that
 //! cannot be read as a plan) is logged, counted and left marked, and the sweep goes on; only an
 //! unreachable broker stops it.
 
 use crate::events::{ChangeEvent, ChangePublisher, PublishErrorKind};
 use crate::id::ObjectId;
-use crate::store::{PlanWriter, StoreError, StoreWalk};
+use crate::store::{PlanState, PlanWriter, StoreError, StoreWalk};
 
 /// Plans read per store round trip while walking.
 pub const WALK_BATCH: usize = 500;
@@ -55,36 +55,62 @@ pub async fn sweep(walk: &dyn StoreWalk, store: &dyn PlanWriter, publisher: &dyn
         report.walked += states.len();
         report.repaired += walk.repair(&states).await?.len();
         for state in states.into_iter().filter(|s| s.unpublished) {
-            let event = match &state.plan {
-                Some(stored) => match serde_json::from_str(&stored.body) {
-                    Ok(plan) => ChangeEvent::upsert(plan, state.version, ""),
-                    Err(error) => {
-                        report.fail(&state.id, state.version, format!("stored plan is not a valid plan: {error}"));
+            for (version, event) in events_of(&state, &mut report) {
+                match publisher.publish(&event).await {
+                    Ok(()) => {}
+                    Err(error) if error.kind == PublishErrorKind::Rejected => {
+                        report.fail(&state.id, version, error.to_string());
                         continue;
                     }
-                },
-                None => ChangeEvent::delete(state.id.clone(), state.version, ""),
-            };
-            let event = match state.committed_at_ms {
-                Some(at) => event.committed_at(at),
-                None => event,
-            };
-            match publisher.publish(&event).await {
-                Ok(()) => {}
-                Err(error) if error.kind == PublishErrorKind::Rejected => {
-                    report.fail(&state.id, state.version, error.to_string());
-                    continue;
+                    Err(error) => return Err(SweepError::Publish(report, error)),
                 }
-                Err(error) => return Err(SweepError::Publish(report, error)),
+                store.mark_published(&state.id, version).await?;
+                report.republished += 1;
             }
-            store.mark_published(&state.id, state.version).await?;
-            report.republished += 1;
         }
         match next {
             Some(next) => cursor = Some(next),
             None => return Ok(report),
         }
     }
+}
+
+/// The events of a plan's unpublished changes, oldest version first: each as it was committed,
+/// or, for a mark older than the outbox, the plan's current state.
+fn events_of(state: &PlanState, report: &mut SweepReport) -> Vec<(u64, ChangeEvent)> {
+    let dated = |event: ChangeEvent, at: Option<i64>| match at {
+        Some(at) => event.committed_at(at),
+        None => event,
+    };
+    let mut events = Vec::new();
+    if state.outbox.is_empty() {
+        let event = match &state.plan {
+            Some(stored) => match serde_json::from_str(&stored.body) {
+                Ok(plan) => ChangeEvent::upsert(plan, state.version, ""),
+                Err(error) => {
+                    report.fail(&state.id, state.version, format!("stored plan is not a valid plan: {error}"));
+                    return events;
+                }
+            },
+            None => ChangeEvent::delete(state.id.clone(), state.version, ""),
+        };
+        events.push((state.version, dated(event, state.committed_at_ms)));
+        return events;
+    }
+    for entry in &state.outbox {
+        let event = match &entry.body {
+            Some(body) => match serde_json::from_str(body) {
+                Ok(plan) => ChangeEvent::upsert(plan, entry.version, ""),
+                Err(error) => {
+                    report.fail(&state.id, entry.version, format!("stored plan is not a valid plan: {error}"));
+                    continue;
+                }
+            },
+            None => ChangeEvent::delete(state.id.clone(), entry.version, ""),
+        };
+        events.push((entry.version, dated(event, entry.committed_at_ms)));
+    }
+    events
 }
 
 impl SweepReport {

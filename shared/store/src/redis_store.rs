@@ -1,9 +1,11 @@
 //! The Redis store (ElastiCache, standalone or cluster mode).
 //!
 //! Keys, all of one plan under one hash tag so each per-plan step is one atomic script in one slot:
-//! - `{p}:plan:{<id>}`      hash: `version`, `pending` (the outbox mark: that version's change
-//!   has not reached the topic yet), `committed` (when that change was committed, ms), `seq` and
-//!   `org` (kept in a tombstone), and while live `body`, `etag`
+//! - `{p}:plan:{<id>}`      hash: `version`, `committed` (when the latest change was committed,
+//!   ms), `seq` and `org` (kept in a tombstone), and while live `body`, `etag`; `pending` only in
+//!   plans written before the outbox (the latest version's mark)
+//! - `{p}:plan:{<id>}:outbox` hash: every unpublished version of the plan, as committed:
+//!   `<version>` -> `<committed ms>:u:<body>` or `<committed ms>:d:` (a delete)
 //! - `{p}:plan:{<id>}:ids`  set: every objectId of the live plan
 //! - `{p}:obj:{<oid>}`      string: who owns an objectId, `<planId>:<version>` once confirmed,
 //!   `<planId>:0:<ms>` while claimed (`<ms>`: the claim's time by that node's `TIME`)
@@ -49,8 +51,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use plan::store::{
-    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreWalk, StoredPlan,
-    WriteError,
+    Expected, MAX_OUTBOX_PER_PLAN, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreWalk,
+    StoredPlan, Unpublished, WriteError,
 };
 use plan::{ETag, ObjectId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -373,7 +375,7 @@ impl PlanWriter for RedisStore {
             Expected::Absent => "absent".to_owned(),
             Expected::Version(v) => v.to_string(),
         };
-        let (plan_key, ids_key) = (self.keys.plan(&write.id), self.keys.plan_ids(&write.id));
+        let (plan_key, ids_key, outbox_key) = (self.keys.plan(&write.id), self.keys.plan_ids(&write.id), self.keys.outbox(&write.id));
         let mut attempt = 1;
         let (claims, reply) = loop {
             // A create registers the id for the reindex walk before its commit, so a crash right
@@ -397,6 +399,7 @@ impl PlanWriter for RedisStore {
                     let mut invocation = COMMIT.key(plan_key.as_str());
                     invocation
                         .key(ids_key.as_str())
+                        .key(outbox_key.as_str())
                         .arg(&expected)
                         .arg(&write.body)
                         .arg(write.etag.to_string())
@@ -429,9 +432,12 @@ impl PlanWriter for RedisStore {
     }
 
     async fn delete(&self, id: &ObjectId, expected: u64) -> Result<u64, WriteError> {
-        let (plan_key, ids_key) = (self.keys.plan(id), self.keys.plan_ids(id));
-        let reply: Vec<Value> =
-            self.with_conn(|mut conn| async move { DELETE.key(plan_key).key(ids_key).arg(expected).invoke_async(&mut conn).await }).await?;
+        let (plan_key, ids_key, outbox_key) = (self.keys.plan(id), self.keys.plan_ids(id), self.keys.outbox(id));
+        let reply: Vec<Value> = self
+            .with_conn(
+                |mut conn| async move { DELETE.key(plan_key).key(ids_key).key(outbox_key).arg(expected).invoke_async(&mut conn).await },
+            )
+            .await?;
         let (tombstone_version, answer) = versioned_ids(&reply)?;
         let [org, seq, released @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
         self.update_order(id, seq, Some(org.as_str()), None).await;
@@ -440,8 +446,9 @@ impl PlanWriter for RedisStore {
     }
 
     async fn mark_published(&self, id: &ObjectId, version: u64) -> Result<(), StoreError> {
-        let key = self.keys.plan(id);
-        self.with_conn(|mut conn| async move { MARK_PUBLISHED.key(key).arg(version).invoke_async::<i64>(&mut conn).await }).await?;
+        let (key, outbox) = (self.keys.plan(id), self.keys.outbox(id));
+        self.with_conn(|mut conn| async move { MARK_PUBLISHED.key(key).key(outbox).arg(version).invoke_async::<i64>(&mut conn).await })
+            .await?;
         Ok(())
     }
 }
@@ -477,44 +484,27 @@ impl StoreWalk for RedisStore {
             _ => return Err(StoreError::corrupt("not a walk cursor")),
         };
         let ids: Vec<ObjectId> = ids.iter().filter_map(|id| ObjectId::parse(id).ok()).collect();
-        let rows: Vec<(PlanRow, Option<u64>, Option<i64>)> = self
+        let rows: Vec<Vec<Value>> = self
             .with_conn(|conn| {
                 try_join_all(ids.iter().map(move |id| {
                     let mut conn = conn.clone();
-                    let key = self.keys.plan(id);
-                    async move {
-                        let (version, body, etag, org, pending, committed): (
-                            Option<u64>,
-                            Option<String>,
-                            Option<String>,
-                            Option<String>,
-                            Option<u64>,
-                            Option<i64>,
-                        ) = redis::cmd("HMGET")
-                            .arg(key)
-                            .arg("version")
-                            .arg("body")
-                            .arg("etag")
-                            .arg("org")
-                            .arg("pending")
-                            .arg("committed")
-                            .query_async(&mut conn)
-                            .await?;
-                        Ok::<_, RedisError>(((version, body, etag, org), pending, committed))
-                    }
+                    let (key, outbox) = (self.keys.plan(id), self.keys.outbox(id));
+                    async move { WALK_ROW.key(key).key(outbox).invoke_async(&mut conn).await }
                 }))
             })
             .await?;
         let mut states = Vec::with_capacity(ids.len());
         let mut never_committed = Vec::new();
-        for (id, (row, pending, committed_at_ms)) in ids.into_iter().zip(rows) {
+        for (id, reply) in ids.into_iter().zip(rows) {
+            let (row, pending, committed_at_ms, outbox) = walk_row(&id, &reply)?;
             // An id whose first write never committed has no version: nothing to walk.
             let Some(version) = row.0 else {
                 never_committed.push(id);
                 continue;
             };
             let plan = stored_plan(id.clone(), row)?;
-            states.push(PlanState { id, version, plan, unpublished: pending.is_some(), committed_at_ms });
+            let unpublished = pending.is_some() || !outbox.is_empty();
+            states.push(PlanState { id, version, plan, unpublished, outbox, committed_at_ms });
         }
         self.prune_registrations(&never_committed, &registrations).await?;
         Ok((states, next))
@@ -669,6 +659,34 @@ fn certificates(config: &RedisConfig) -> Option<redis::TlsCertificates> {
     config.ca_pem.clone().map(|root| redis::TlsCertificates { client_tls: None, root_cert: Some(root) })
 }
 
+/// A walked plan: its row, the mark from before the outbox, its commit time, and its outbox in
+/// version order.
+type WalkRow = (PlanRow, Option<u64>, Option<i64>, Vec<Unpublished>);
+
+fn walk_row(id: &ObjectId, reply: &[Value]) -> Result<WalkRow, StoreError> {
+    let bad = || StoreError::corrupt(format!("unexpected walk reply for {id}"));
+    let text = |v: &Value| redis::from_redis_value_ref::<Option<String>>(v).map_err(|_| bad());
+    let [version, body, etag, org, pending, committed, outbox @ ..] = reply else { return Err(bad()) };
+    let number = |v: &Value| text(v).map(|t| t.and_then(|t| t.parse::<i64>().ok()));
+    let row = (number(version)?.and_then(|v| u64::try_from(v).ok()), text(body)?, text(etag)?, text(org)?);
+    let pending = number(pending)?.and_then(|v| u64::try_from(v).ok());
+    let mut entries = Vec::with_capacity(outbox.len() / 2);
+    for pair in outbox.chunks_exact(2) {
+        let version: u64 = text(&pair[0])?.and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let entry = text(&pair[1])?.ok_or_else(bad)?;
+        let mut parts = entry.splitn(3, ':');
+        let (at, kind, rest) = (parts.next(), parts.next(), parts.next());
+        let body = match (kind, rest) {
+            (Some("u"), Some(body)) => Some(body.to_owned()),
+            (Some("d"), _) => None,
+            _ => return Err(bad()),
+        };
+        entries.push(Unpublished { version, body, committed_at_ms: at.and_then(|at| at.parse().ok()) });
+    }
+    entries.sort_by_key(|e| e.version);
+    Ok((row, pending, number(committed)?, entries))
+}
+
 /// `version`, `body`, `etag`, `org` of a plan hash; all but the version are absent once deleted.
 type PlanRow = (Option<u64>, Option<String>, Option<String>, Option<String>);
 
@@ -770,6 +788,10 @@ impl Keys {
         format!("{}:plan:{{{id}}}:ids", self.prefix)
     }
 
+    fn outbox(&self, id: &ObjectId) -> String {
+        format!("{}:plan:{{{id}}}:outbox", self.prefix)
+    }
+
     fn owner(&self, id: &ObjectId) -> String {
         self.owner_raw(id.as_str())
     }
@@ -855,6 +877,19 @@ impl ConnectionLike for Conn {
 /// `TIME` before writing is allowed.
 const NOW_MS: &str = "local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+";
+
+/// Puts `new_version` in the outbox (KEYS[3]) as committed (`body`, false for a delete), keeping at
+/// most MAX_OUTBOX_PER_PLAN versions: the oldest superseded ones go first.
+const HOLD: &str = "local entry = string.format('%d', now) .. (body and (':u:' .. body) or ':d:')
+redis.call('HSET', KEYS[3], new_version, entry)
+local held = redis.call('HKEYS', KEYS[3])
+if #held > MAX_OUTBOX then
+  local versions = {}
+  for _, v in ipairs(held) do table.insert(versions, tonumber(v)) end
+  table.sort(versions)
+  for i = 1, #versions - MAX_OUTBOX do redis.call('HDEL', KEYS[3], string.format('%d', versions[i])) end
+end
 ";
 
 /// KEYS: owner entry. ARGV: plan id.
@@ -956,6 +991,19 @@ return redis.call('ZREM', KEYS[1], ARGV[1])
     ))
 });
 
+/// KEYS: plan hash, outbox. Answers {version, body, etag, org, pending, committed, then the
+/// outbox as version, entry pairs}; absent fields are nil.
+static WALK_ROW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local row = redis.call('HMGET', KEYS[1], 'version', 'body', 'etag', 'org', 'pending', 'committed')
+local answer = {row[1], row[2], row[3], row[4], row[5], row[6]}
+for _, v in ipairs(redis.call('HGETALL', KEYS[2])) do table.insert(answer, v) end
+return answer
+",
+    )
+});
+
 /// KEYS: plan hash. Answers {seq, org, 1 if live else 0}; a tombstone keeps the seq and org.
 static LISTED_AS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -1041,7 +1089,11 @@ end
 local new_version = version + 1
 local seq = ARGV[4]
 if seq == '' then seq = current[3] end
-redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'pending', new_version, 'committed', now)
+redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'committed', now)
+redis.call('HDEL', KEYS[1], 'pending')
+local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
+local body = ARGV[2]
+{HOLD}
 local keep = {{}}
 for i = 8, #ARGV do keep[ARGV[i]] = true end
 local answer = {{new_version, seq, (live and current[4]) or ''}}
@@ -1071,7 +1123,11 @@ static DELETE: LazyLock<Script> = LazyLock::new(|| {
 local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org', 'seq')
 local version = tonumber(current[1]) or 0
 if current[2] == false or version ~= tonumber(ARGV[1]) then return {{0}} end
-redis.call('HSET', KEYS[1], 'version', version + 1, 'pending', version + 1, 'committed', now)
+redis.call('HSET', KEYS[1], 'version', version + 1, 'committed', now)
+redis.call('HDEL', KEYS[1], 'pending')
+local new_version, body = version + 1, false
+local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
+{HOLD}
 redis.call('HDEL', KEYS[1], 'body', 'etag')
 local answer = {{version + 1, current[3], current[4]}}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(answer, id) end
@@ -1081,14 +1137,16 @@ return answer
     ))
 });
 
-/// KEYS: plan hash. ARGV: the published version. Clears the outbox mark only for that version.
+/// KEYS: plan hash, outbox. ARGV: the published version. Takes that version out of the outbox
+/// (and clears a mark from before the outbox if it is for that version).
 static MARK_PUBLISHED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local removed = redis.call('HDEL', KEYS[2], ARGV[1])
 if redis.call('HGET', KEYS[1], 'pending') == ARGV[1] then
-  return redis.call('HDEL', KEYS[1], 'pending')
+  removed = removed + redis.call('HDEL', KEYS[1], 'pending')
 end
-return 0
+return removed
 ",
     )
 });
