@@ -284,6 +284,7 @@ mod cases {
         expect_problem(app.delete(&id, Some("\"stale\"")).await, 412, "precondition-failed").await;
         let response = app.delete(&id, Some(&etag)).await;
         assert_eq!(response.status(), 204);
+        assert_eq!(header(&response, "x-plan-version"), "2", "the deletion's version, as its change event carries it");
         assert!(response.bytes().await.unwrap().is_empty());
         for object in [id.as_str(), nested, plan["planCostShares"]["objectId"].as_str().unwrap()] {
             expect_problem(app.get(object).await, 404, "not-found").await;

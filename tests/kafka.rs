@@ -118,3 +118,51 @@ async fn the_largest_storable_plan_travels_compressed() {
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].2, event, "the event came back whole");
 }
+
+/// The dead-letter topic (any missing topic) is created at start with the broker's default
+/// replication factor, not a hard-coded 1.
+#[tokio::test]
+async fn a_missing_topic_is_created_on_ensure() {
+    let Some(bootstrap) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
+    let topic = format!("dlq-{}", tag());
+    let config = config(&bootstrap, &topic);
+    KafkaPublisher::new(config.clone()).ensure_topic().await.expect("topic created");
+    let client = plan_events::kafka::connect(&config).await.unwrap();
+    let topics = client.list_topics().await.unwrap();
+    assert!(topics.iter().any(|t| t.name == topic), "{topic} exists");
+}
+
+/// Counts the records it is handed.
+#[derive(Default)]
+struct Counting(std::sync::atomic::AtomicUsize);
+
+#[async_trait::async_trait]
+impl plan_events::BatchHandler for Counting {
+    async fn handle(&self, event: aws_lambda_events::event::kafka::KafkaEvent) -> Result<(), plan_events::BatchError> {
+        self.0.fetch_add(plan_events::delivered_records(&event).len(), std::sync::atomic::Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// The local poller started before its topic exists (a fresh local server) notices the topic the
+/// first publish creates within a fraction of a second, not after a backoff grown to seconds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_finds_a_topic_created_after_it_started_at_once() {
+    let Some(bootstrap) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
+    let config = config(&bootstrap, &format!("late-{}", tag()));
+    let handler = std::sync::Arc::new(Counting::default());
+    let poller = tokio::spawn(plan_events::run_poller(config.clone(), handler.clone(), plan_events::Offsets::default()));
+    // Long enough for a doubling backoff to have grown past three seconds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let plan: plan::Plan = plan::validate::parse_plan(unique_plan(&tag())).unwrap();
+    let started = std::time::Instant::now();
+    KafkaPublisher::new(config).publish(&ChangeEvent::upsert(plan, 1, "")).await.unwrap();
+    while handler.0.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(started.elapsed() < Duration::from_secs(10), "the poller never consumed the record");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let took = started.elapsed();
+    poller.abort();
+    eprintln!("first record consumed {took:?} after the publish that created the topic");
+    assert!(took < Duration::from_millis(1_500), "took {took:?}");
+}

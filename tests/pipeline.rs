@@ -284,7 +284,9 @@ async fn a_broker_stopped_during_200_writes_loses_no_acknowledged_write() {
         let drift = drift_check(store_walk, p.index.as_ref(), &|_| {}).await.unwrap();
         if swept.is_ok() && drift.drift.is_empty() {
             assert_eq!(drift.plans_checked, plans.len());
-            assert_eq!(republished, plans.len(), "the sweep published each plan's unacknowledged newest version");
+            // Every version the stopped broker never acknowledged: at least each plan's newest (the
+            // last 20 writes), at most the 80 writes made while it was stopped.
+            assert!((plans.len()..=80).contains(&republished), "the sweep published {republished} unacknowledged versions");
             break;
         }
         eprintln!("sweep: {swept:?}; {} plan(s) differ", drift.drift.len());

@@ -3,12 +3,16 @@
 use std::sync::Arc;
 
 use futures_util::future::join_all;
-use plan::store::{Expected, PageMark, PlanWriter, WriteError};
+use plan::store::{Expected, PageMark, PlanWriter, StoreWalk, WriteError};
 use plan_e2e::{id, plan_service, redis_cluster_store, redis_store, set_org, tag, unique_plan, write_of};
 use plan_store::EmbeddedStore;
 use serde_json::{Value, json};
 
-type Store = Arc<dyn PlanWriter>;
+/// What the contract exercises: the writer and reader ports, and the walk.
+trait ContractStore: PlanWriter + StoreWalk {}
+impl<T: PlanWriter + StoreWalk> ContractStore for T {}
+
+type Store = Arc<dyn ContractStore>;
 
 mod cases {
     use super::*;
@@ -195,6 +199,45 @@ mod cases {
         assert_eq!(store.owner(&id(&format!("svc-{t}-399"))).await.unwrap(), Some(write.id));
     }
 
+    pub async fn the_outbox_holds_every_unpublished_version_up_to_its_cap(store: Store) {
+        let mut doc = unique_plan(&tag());
+        let write = write_of(doc.clone(), Expected::Absent);
+        store.commit(write.clone()).await.unwrap();
+        store.mark_published(&write.id, 1).await.unwrap();
+        let rewrites = plan::store::MAX_OUTBOX_PER_PLAN as u64 + 8;
+        for version in 1..=rewrites {
+            doc["planCostShares"]["copay"] = json!(version);
+            store.commit(write_of(doc.clone(), Expected::Version(version))).await.unwrap();
+        }
+        let outbox = |states: Vec<plan::store::PlanState>| states.into_iter().find(|s| s.id == write.id).map(|s| s.outbox).unwrap();
+        let held = outbox(walk_all(store.as_ref()).await);
+        let versions: Vec<u64> = held.iter().map(|u| u.version).collect();
+        let expected: Vec<u64> = (rewrites + 2 - plan::store::MAX_OUTBOX_PER_PLAN as u64..=rewrites + 1).collect();
+        assert_eq!(versions, expected, "the newest versions, oldest first; the oldest superseded ones dropped");
+        let body: Value = serde_json::from_str(held[0].body.as_deref().unwrap()).unwrap();
+        assert_eq!(body["planCostShares"]["copay"], json!(expected[0] - 1), "each version as committed");
+        assert!(held.iter().all(|u| u.committed_at_ms.is_some()));
+        // Publishing one version takes out that one only; a delete joins as a body-less entry.
+        store.mark_published(&write.id, expected[3]).await.unwrap();
+        store.delete(&write.id, rewrites + 1).await.unwrap();
+        let held = outbox(walk_all(store.as_ref()).await);
+        assert!(!held.iter().any(|u| u.version == expected[3]));
+        assert_eq!(held.last().map(|u| (u.version, u.body.is_none())), Some((rewrites + 2, true)));
+    }
+
+    async fn walk_all(store: &dyn ContractStore) -> Vec<plan::store::PlanState> {
+        let mut states = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (batch, next) = store.walk(cursor, 100).await.unwrap();
+            states.extend(batch);
+            match next {
+                Some(next) => cursor = Some(next),
+                None => return states,
+            }
+        }
+    }
+
     pub async fn probe_answers(store: Store) {
         // Reachability is checked through the reader path: an empty page is a successful round trip.
         store.page(None, Some(PageMark(0)), 1).await.unwrap();
@@ -233,6 +276,7 @@ macro_rules! all_cases {
                 concurrent_writers_of_one_version_have_one_winner,
                 concurrent_plans_claiming_one_id_have_one_winner,
                 large_plans_are_written_whole,
+                the_outbox_holds_every_unpublished_version_up_to_its_cap,
                 probe_answers,
             ]
         );

@@ -60,6 +60,11 @@ impl DeadLetter {
 #[async_trait]
 pub trait DeadLetters: Send + Sync {
     async fn send(&self, letter: &DeadLetter) -> Result<(), PublishError>;
+
+    /// Makes the destination exist before the first letter (the topic is created at start).
+    async fn prepare(&self) -> Result<(), PublishError> {
+        Ok(())
+    }
 }
 
 /// The dead-letter topic (`KAFKA_DLQ_TOPIC`), keyed like the source record.
@@ -70,6 +75,10 @@ impl DeadLetters for KafkaDeadLetters {
     async fn send(&self, letter: &DeadLetter) -> Result<(), PublishError> {
         let key = letter.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
         self.0.produce(&key, letter.to_json(), Default::default()).await.map(drop)
+    }
+
+    async fn prepare(&self) -> Result<(), PublishError> {
+        self.0.ensure_topic().await
     }
 }
 
@@ -97,6 +106,8 @@ pub struct BatchReport {
     pub applied: usize,
     pub already_applied: usize,
     pub dead_lettered: usize,
+    /// Poison records whose dead letter could not be sent: logged whole at error level instead.
+    pub dead_letters_lost: usize,
 }
 
 pub struct Indexer {
@@ -107,6 +118,14 @@ pub struct Indexer {
 impl Indexer {
     pub fn new(index: Arc<dyn PlanIndex>, dead_letters: Arc<dyn DeadLetters>) -> Self {
         Self { index, dead_letters }
+    }
+
+    /// Creates the dead-letter destination if it is missing; a failure is logged, and the first
+    /// letter tries again.
+    pub async fn prepare(&self) {
+        if let Err(error) = self.dead_letters.prepare().await {
+            tracing::warn!(%error, "dead-letter topic not ready yet; the first dead letter creates it");
+        }
     }
 
     pub async fn index_batch(&self, event: &KafkaEvent) -> Result<BatchReport, BatchError> {
@@ -138,6 +157,7 @@ impl Indexer {
             applied = report.applied,
             already_applied = report.already_applied,
             dead_lettered = report.dead_lettered,
+            dead_letters_lost = report.dead_letters_lost,
             "batch indexed"
         );
         Ok(report)
@@ -163,10 +183,19 @@ impl Indexer {
         }
     }
 
+    /// Reports and skips a poison record. A dead letter that cannot be sent does not fail the
+    /// batch (redelivering it would not cure the record, and would block its partition): the
+    /// letter is logged whole at error level instead, key and value base64 as in the topic.
     async fn dead_letter(&self, letter: &DeadLetter, report: &mut BatchReport) -> Result<(), BatchError> {
         tracing::error!(topic = %letter.topic, partition = letter.partition, offset = letter.offset, reason = %letter.reason, "poison record dead-lettered and skipped");
-        self.dead_letters.send(letter).await.map_err(BatchError::new)?;
-        report.dead_lettered += 1;
+        match self.dead_letters.send(letter).await {
+            Ok(()) => report.dead_lettered += 1,
+            Err(error) => {
+                let record = String::from_utf8_lossy(&letter.to_json()).into_owned();
+                tracing::error!(%error, dead_letter = %record, "dead letter not sent; the record is logged here instead and skipped");
+                report.dead_letters_lost += 1;
+            }
+        }
         Ok(())
     }
 }
@@ -184,5 +213,36 @@ fn decode(record: &DeliveredRecord) -> Result<IndexChange, String> {
 impl BatchHandler for Indexer {
     async fn handle(&self, event: KafkaEvent) -> Result<(), BatchError> {
         self.index_batch(&event).await.map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::batch::{ConsumedRecord, msk_event};
+
+    struct Unreachable;
+
+    #[async_trait]
+    impl DeadLetters for Unreachable {
+        async fn send(&self, _letter: &DeadLetter) -> Result<(), PublishError> {
+            Err(PublishError::new("the dead-letter topic is unreachable"))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_dead_letter_that_cannot_be_sent_does_not_fail_the_batch() {
+        let index = Arc::new(plan_index::EmbeddedIndex::new());
+        let indexer = Indexer::new(index, Arc::new(Unreachable));
+        let poison = ConsumedRecord {
+            topic: "plan_operations".into(),
+            partition: 0,
+            offset: 7,
+            key: Some(b"p".to_vec()),
+            value: Some(b"{not an event".to_vec()),
+            timestamp_ms: 0,
+        };
+        let report = indexer.index_batch(&msk_event(&[poison], "arn:test")).await.expect("the batch succeeds");
+        assert_eq!((report.dead_lettered, report.dead_letters_lost), (0, 1));
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use plan::events::{ChangeEvent, ChangePublisher, PublishError};
+use plan::events::{ChangeEvent, ChangePublisher, PublishError, PublishErrorKind};
 use plan::store::{Probe, StoreError};
 use rskafka::BackoffConfig;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
@@ -60,6 +60,9 @@ struct Connection {
 
 type KafkaError = rskafka::client::error::Error;
 
+/// "The broker's default replication factor" in a CreateTopics request.
+const BROKER_DEFAULT_REPLICATION: i16 = -1;
+
 /// The codec of every record this producer writes.
 pub const CHANGE_EVENT_COMPRESSION: Compression = Compression::Lz4;
 
@@ -70,6 +73,15 @@ impl KafkaPublisher {
 
     pub fn topic(&self) -> &str {
         &self.config.topic
+    }
+
+    /// Connects and creates the topic when it does not exist yet (the dead-letter topic at start,
+    /// so that it exists before the first poison record and can be watched).
+    pub async fn ensure_topic(&self) -> Result<(), PublishError> {
+        match tokio::time::timeout(self.config.timeout, self.connection()).await {
+            Ok(result) => result.map(drop).map_err(publish_error),
+            Err(_) => Err(PublishError::new(format!("Kafka did not answer within {:?}", self.config.timeout))),
+        }
     }
 
     async fn connection(&self) -> Result<Arc<Connection>, KafkaError> {
@@ -93,7 +105,9 @@ impl KafkaPublisher {
             return Ok(n);
         }
         let controller = client.controller_client()?;
-        match controller.create_topic(&self.config.topic, self.config.create_partitions, 1, 5_000).await {
+        // Replication factor -1: the broker's `default.replication.factor` (CreateTopics v4+,
+        // Kafka 2.4+), never a hard-coded 1 that a real cluster's min.insync.replicas refuses.
+        match controller.create_topic(&self.config.topic, self.config.create_partitions, BROKER_DEFAULT_REPLICATION, 5_000).await {
             Ok(()) => Ok(self.config.create_partitions),
             // Created meanwhile by someone else: ask again.
             Err(_) => Ok(count(&client.list_topics().await?).unwrap_or(self.config.create_partitions)),
@@ -123,13 +137,32 @@ impl KafkaPublisher {
             Ok::<_, KafkaError>((partition, offsets.first().copied().unwrap_or_default()))
         };
         let result = match tokio::time::timeout(self.config.timeout, work).await {
-            Ok(result) => result.map_err(PublishError::new),
+            Ok(result) => result.map_err(publish_error),
             Err(_) => Err(PublishError::new(format!("Kafka did not acknowledge within {:?}", self.config.timeout))),
         };
-        if result.is_err() {
+        // A refused record says nothing about the connection; anything else rebuilds it.
+        if result.as_ref().is_err_and(|e| e.kind == PublishErrorKind::Unavailable) {
             *self.connection.lock().await = None;
         }
         result
+    }
+}
+
+/// A broker's refusal of the record itself is `Rejected` (the next record may go through); every
+/// other failure says the broker cannot be reached.
+fn publish_error(error: KafkaError) -> PublishError {
+    use rskafka::client::error::ProtocolError;
+    match &error {
+        KafkaError::ServerError {
+            protocol_error:
+                ProtocolError::MessageTooLarge
+                | ProtocolError::RecordListTooLarge
+                | ProtocolError::InvalidRecord
+                | ProtocolError::CorruptMessage
+                | ProtocolError::InvalidTimestamp,
+            ..
+        } => PublishError::rejected(error),
+        _ => PublishError::new(error),
     }
 }
 

@@ -39,13 +39,27 @@ impl Offsets {
     }
 }
 
+/// How often the poller looks for a topic that does not exist yet: the first publish creates it,
+/// and its record should reach the index at once, not after a long backoff.
+pub const TOPIC_CHECK_EVERY: Duration = Duration::from_millis(200);
+
 /// Consumes every partition of the topic until the task is aborted.
 pub async fn run_poller(config: KafkaConfig, handler: Arc<dyn BatchHandler>, offsets: Offsets) {
     let mut delay = Duration::from_millis(100);
+    let mut told = false;
     let partitions = loop {
         match partitions(&config).await {
             Ok(partitions) if !partitions.is_empty() => break partitions,
-            Ok(_) => tracing::info!(topic = %config.topic, "waiting for the topic to exist"),
+            Ok(_) => {
+                if !told {
+                    tracing::info!(topic = %config.topic, "waiting for the topic to exist");
+                    told = true;
+                }
+                // The broker answers: look again soon (a missing topic is cheap to ask about).
+                delay = Duration::from_millis(100);
+                tokio::time::sleep(TOPIC_CHECK_EVERY).await;
+                continue;
+            }
             Err(error) => tracing::warn!(%error, "poller cannot reach Kafka yet"),
         }
         tokio::time::sleep(delay).await;

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use plan::ObjectId;
 use plan::jobs::WALK_BATCH;
-use plan::store::{PlanState, StoreError, StoreWalk};
+use plan::store::{PlanState, Repair, StoreError, StoreWalk};
 use plan_index::{IndexChange, IndexError, PlanIndex};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,9 @@ impl std::fmt::Display for Drift {
 pub struct DriftReport {
     pub plans_checked: usize,
     pub drift: Vec<Drift>,
+    /// What the walk found out of step inside the store itself and mended (or, for an objectId
+    /// two plans list, reported).
+    pub repairs: Vec<Repair>,
 }
 
 /// Progress callback: plans done so far.
@@ -61,6 +64,7 @@ pub async fn drift_check(walk: &dyn StoreWalk, index: &dyn PlanIndex, progress: 
     let mut seen = BTreeSet::new();
     loop {
         let (states, next) = walk.walk(cursor, WALK_BATCH).await?;
+        report.repairs.extend(walk.repair(&states).await?);
         for state in states {
             if !seen.insert(state.id.clone()) {
                 continue;

@@ -55,12 +55,15 @@ pub async fn run_function(function: &str) -> Result<(), Error> {
 pub async fn run_indexer() -> Result<(), Error> {
     let (_, backends) = cold_start("indexer", true, true).await?;
     let indexer = backends.indexer();
+    // The dead-letter topic exists before the first poison record (bounded by KAFKA_TIMEOUT_MS).
+    indexer.prepare().await;
     lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::kafka::KafkaEvent>| {
         let indexer = indexer.clone();
         async move {
             let report: BatchReport = indexer.index_batch(&event.payload).await?;
             Ok::<_, Error>(json!({
                 "applied": report.applied, "alreadyApplied": report.already_applied, "deadLettered": report.dead_lettered,
+                "deadLettersLost": report.dead_letters_lost,
             }))
         }
     }))
@@ -96,7 +99,12 @@ pub async fn reindex(backends: &Backends, job: ReindexJob, progress: &(dyn Fn(us
     Ok(match job {
         ReindexJob::Sweep => {
             let report = plan::jobs::sweep(backends.walk().as_ref(), backends.store().as_ref(), backends.publisher().as_ref()).await?;
-            json!({"job": "sweep", "walked": report.walked, "republished": report.republished})
+            let failures: Vec<Value> =
+                report.failures.iter().map(|f| json!({"planId": f.plan.as_str(), "version": f.version, "reason": f.reason})).collect();
+            json!({
+                "job": "sweep", "walked": report.walked, "republished": report.republished, "repaired": report.repaired,
+                "failed": report.failed, "failures": failures,
+            })
         }
         ReindexJob::Rebuild => {
             let report = rebuild(backends.walk().as_ref(), backends.index().as_ref(), progress).await?;
@@ -108,7 +116,8 @@ pub async fn reindex(backends: &Backends, job: ReindexJob, progress: &(dyn Fn(us
             for line in &drift {
                 tracing::warn!(drift = %line, "store and index differ");
             }
-            json!({"job": "drift", "plansChecked": report.plans_checked, "differences": drift})
+            let repairs: Vec<String> = report.repairs.iter().map(ToString::to_string).collect();
+            json!({"job": "drift", "plansChecked": report.plans_checked, "differences": drift, "repairs": repairs})
         }
     })
 }

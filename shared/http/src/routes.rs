@@ -229,9 +229,12 @@ async fn delete_plan(
     CallerContext(caller): CallerContext,
     PathId(id): PathId,
     Conditions(conditions): Conditions,
-) -> Result<StatusCode, ApiError> {
-    writes.delete(&id, &conditions, &caller).await?;
-    Ok(StatusCode::NO_CONTENT)
+) -> Result<Response, ApiError> {
+    let version = writes.delete(&id, &conditions, &caller).await?;
+    // Every committed change carries its version, a delete the tombstone's (its event's).
+    let mut response = StatusCode::NO_CONTENT.into_response();
+    response.headers_mut().insert("x-plan-version", HeaderValue::from(version));
+    Ok(response)
 }
 
 async fn health(State(probes): State<Arc<Vec<Arc<dyn Probe>>>>) -> Response {

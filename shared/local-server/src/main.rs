@@ -85,7 +85,11 @@ fn main() -> ExitCode {
     let dotenv = dotenvy::dotenv();
     match cli.command.unwrap_or(Command::Serve) {
         command @ (Command::Serve | Command::Reindex { .. }) => {
-            tracing_subscriber::fmt().with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"))).init();
+            // Logs go to stderr: `plan-local reindex` prints its JSON report alone on stdout.
+            tracing_subscriber::fmt()
+                .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+                .with_writer(std::io::stderr)
+                .init();
             if let Ok(path) = dotenv {
                 tracing::info!(path = %path.display(), "read .env");
             }
@@ -96,11 +100,15 @@ fn main() -> ExitCode {
             let work = async {
                 match command {
                     Command::Reindex { job } => reindex::run(job).await,
-                    _ => serve().await,
+                    _ => serve().await.map(|()| reindex::Outcome::Clean),
                 }
             };
             match runtime.block_on(work) {
-                Ok(()) => ExitCode::SUCCESS,
+                Ok(reindex::Outcome::Clean) => ExitCode::SUCCESS,
+                Ok(reindex::Outcome::Problems(summary)) => {
+                    tracing::warn!("{summary}");
+                    ExitCode::from(reindex::EXIT_PROBLEMS)
+                }
                 Err(error) => {
                     tracing::error!("{error}");
                     ExitCode::FAILURE
@@ -128,6 +136,9 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let mut background = Vec::new();
     if let Some(kafka) = &config.kafka {
         // Plays the MSK event source mapping: the topic into the same indexer the Lambda runs.
+        let indexer = backends.indexer();
+        // The dead-letter topic is created at start, so it exists before the first poison record.
+        background.push(tokio::spawn(async move { indexer.prepare().await }));
         background.push(tokio::spawn(run_poller(kafka.clone(), backends.indexer(), Offsets::default())));
         background.push(tokio::spawn(sweep_periodically(backends.clone())));
     }

@@ -1,6 +1,12 @@
 //! `plan-local reindex <job>`: the reindex function's jobs from a terminal, with a progress bar.
 //! They need shared backends (Redis, Kafka, the index service): the embedded ones live inside a
 //! running server and are not reachable from another process.
+//!
+//! The JSON report is the only thing on stdout (logs and the progress bar go to stderr), so
+//! `plan-local reindex drift | jq` works. Exit status: 0 when the job ran and found nothing wrong,
+//! [`EXIT_PROBLEMS`] (2) when it ran and reports problems (drift: differences between store and
+//! index; sweep: changes it could not publish; either: an objectId two plans list), 1 when it could
+//! not run or stopped (configuration, an unreachable backend, the broker down during a sweep).
 
 use indicatif::{ProgressBar, ProgressStyle};
 use plan_http::lambda::{ReindexJob, reindex};
@@ -27,7 +33,18 @@ impl From<Job> for ReindexJob {
     }
 }
 
-pub async fn run(job: Job) -> Result<(), Box<dyn std::error::Error>> {
+/// The exit status of a job that ran and reports problems.
+pub const EXIT_PROBLEMS: u8 = 2;
+
+/// What a job that ran found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Clean,
+    /// Problems the report lists, summed up in a line.
+    Problems(String),
+}
+
+pub async fn run(job: Job) -> Result<Outcome, Box<dyn std::error::Error>> {
     let config = Config::from_env(Deployment::Local)?;
     if config.redis.is_none() {
         return Err("reindex walks the store: set REDIS_URL (the embedded store lives inside the running server)".into());
@@ -50,9 +67,44 @@ pub async fn run(job: Job) -> Result<(), Box<dyn std::error::Error>> {
     let report = reindex(&backends, job.into(), &progress).await.map_err(|error| -> Box<dyn std::error::Error> { error })?;
     bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&report)?);
-    let differences = report["differences"].as_array().map_or(0, Vec::len);
-    if differences > 0 {
-        return Err(format!("{differences} plan(s) differ between store and index").into());
+    Ok(outcome(&report))
+}
+
+fn outcome(report: &serde_json::Value) -> Outcome {
+    let count = |field: &str| report[field].as_array().map_or(0, Vec::len);
+    let shared = report["repairs"]
+        .as_array()
+        .map_or(0, |repairs| repairs.iter().filter(|r| r.as_str().is_some_and(|r| r.contains("listed by both"))).count());
+    let mut problems = Vec::new();
+    if count("differences") > 0 {
+        problems.push(format!("{} plan(s) differ between store and index", count("differences")));
     }
-    Ok(())
+    if let Some(failed) = report["failed"].as_u64().filter(|n| *n > 0) {
+        problems.push(format!("{failed} change(s) could not be published"));
+    }
+    if shared > 0 {
+        problems.push(format!("{shared} objectId(s) listed by two plans"));
+    }
+    if problems.is_empty() { Outcome::Clean } else { Outcome::Problems(problems.join("; ")) }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn reports_map_to_outcomes() {
+        assert_eq!(outcome(&json!({"job": "drift", "plansChecked": 3, "differences": [], "repairs": []})), Outcome::Clean);
+        assert_eq!(
+            outcome(&json!({"job": "drift", "differences": ["p: missing from the index"], "repairs": []})),
+            Outcome::Problems("1 plan(s) differ between store and index".to_owned())
+        );
+        assert_eq!(
+            outcome(&json!({"job": "sweep", "republished": 9, "failed": 1, "failures": [{}]})),
+            Outcome::Problems("1 change(s) could not be published".to_owned())
+        );
+        assert_eq!(outcome(&json!({"job": "sweep", "republished": 9, "failed": 0, "failures": []})), Outcome::Clean);
+    }
 }

@@ -67,6 +67,16 @@ impl ChangeEvent {
         }
     }
 
+    /// The same event dated at its commit (ms since the Unix epoch) rather than now: what the
+    /// sweep publishes for a change committed earlier.
+    pub fn committed_at(mut self, epoch_ms: i64) -> Self {
+        let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(epoch_ms) * 1_000_000);
+        if let Some(text) = at.ok().and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok()) {
+            self.occurred_at = text;
+        }
+        self
+    }
+
     /// Parses an event and checks what serde cannot: a supported schema version, and a snapshot
     /// exactly when the operation is an upsert, for the same plan.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
@@ -95,15 +105,40 @@ fn now_rfc3339() -> String {
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("could not publish the change event: {source}")]
+#[error("could not publish the change event ({kind}): {source}")]
 pub struct PublishError {
+    pub kind: PublishErrorKind,
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
+/// What a failed publish says about the next one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublishErrorKind {
+    /// The broker is unreachable, timed out or not ready: the next record would fail too.
+    Unavailable,
+    /// The broker refused this record (too large, invalid): others may still go through.
+    Rejected,
+}
+
+impl std::fmt::Display for PublishErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Unavailable => "broker unavailable",
+            Self::Rejected => "record rejected",
+        })
+    }
+}
+
 impl PublishError {
+    /// An unreachable or failing broker.
     pub fn new(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        Self { source: source.into() }
+        Self { kind: PublishErrorKind::Unavailable, source: source.into() }
+    }
+
+    /// A record the broker refused for what it is.
+    pub fn rejected(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self { kind: PublishErrorKind::Rejected, source: source.into() }
     }
 }
 
@@ -138,6 +173,12 @@ mod tests {
             assert!(errors.is_empty(), "{errors:?}");
             assert_eq!(ChangeEvent::decode(&event.to_json()).unwrap(), event);
         }
+    }
+
+    #[test]
+    fn a_republished_event_carries_its_commit_time() {
+        let event = ChangeEvent::delete(ObjectId::parse("x").unwrap(), 2, "").committed_at(1_764_000_000_123);
+        assert_eq!(event.occurred_at, "2025-11-24T16:00:00.123Z");
     }
 
     #[test]

@@ -234,8 +234,9 @@ impl PlanWrites {
         Ok(written.plan)
     }
 
-    /// `DELETE /v1/plan/{id}`: the plan and every object in it.
-    pub async fn delete(&self, id: &ObjectId, preconditions: &Preconditions, caller: &Caller) -> Result<(), PlanError> {
+    /// `DELETE /v1/plan/{id}`: the plan and every object in it. Returns the deletion's version
+    /// (the tombstone's), the one its change event carries.
+    pub async fn delete(&self, id: &ObjectId, preconditions: &Preconditions, caller: &Caller) -> Result<u64, PlanError> {
         let tenant = &caller.tenant;
         for attempt in 0..MAX_ATTEMPTS {
             let current = self.current_or_absent(id, tenant).await?.ok_or_else(|| PlanError::NotFound(id.clone()))?;
@@ -243,7 +244,7 @@ impl PlanWrites {
             match self.store.delete(id, current.version).await {
                 Ok(version) => {
                     self.announce(ChangeEvent::delete(id.clone(), version, &caller.request_id)).await;
-                    return Ok(());
+                    return Ok(version);
                 }
                 Err(WriteError::VersionConflict) => backoff(attempt).await,
                 Err(WriteError::Store(e)) => return Err(e.into()),

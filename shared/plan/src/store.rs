@@ -5,8 +5,9 @@
 //! - versions only grow, across deletes and re-creates of the same plan id;
 //! - an objectId belongs to at most one live plan; `commit` refuses one owned by another plan;
 //! - `plan` is one round trip, `owner` is one lookup, and `page` costs O(limit), never a scan;
-//! - every commit and delete marks its version unpublished in the same atomic step, until
-//!   `mark_published` clears it (the outbox: a change is never lost between store and topic).
+//! - every commit and delete puts its version, as committed, in the plan's outbox in the same
+//!   atomic step, until `mark_published` takes it out (a change is never lost between store and
+//!   topic, and a superseded version is not lost either, up to [`MAX_OUTBOX_PER_PLAN`]).
 
 use std::fmt;
 
@@ -128,7 +129,7 @@ pub trait PlanWriter: PlanReader {
     /// returns the version of the deletion (the tombstone's).
     async fn delete(&self, id: &ObjectId, expected: u64) -> Result<u64, WriteError>;
 
-    /// Clears the unpublished mark if it is still for `version` (a newer change keeps its own).
+    /// Takes `version` out of the plan's outbox (other unpublished versions stay).
     async fn mark_published(&self, id: &ObjectId, version: u64) -> Result<(), StoreError>;
 }
 
@@ -140,8 +141,60 @@ pub struct PlanState {
     pub version: u64,
     /// `None` once deleted.
     pub plan: Option<StoredPlan>,
+    /// Some change of this plan has not reached the topic yet (`outbox` says which, unless the
+    /// mark predates the outbox: then only the latest version is known).
     pub unpublished: bool,
+    /// Every unpublished change still held, oldest version first.
+    pub outbox: Vec<Unpublished>,
+    /// When that latest change was committed (ms since the Unix epoch, the store's clock), so a
+    /// republished event tells the commit's time, not the sweep's. `None` for changes stored
+    /// before the store recorded it.
+    pub committed_at_ms: Option<i64>,
 }
+
+/// What the walk found out of step with the plans, and what it did about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// An objectId in a live plan's id set whose owner entry was missing, another plan's stale
+    /// leftover, or a claim older than the lease that was never confirmed (a lost reply, a crash):
+    /// now confirmed for the plan. `found` is the entry as it was.
+    OwnerRestored { plan: ObjectId, object_id: ObjectId, found: Option<String> },
+    /// The id sets of two plans both list the objectId: the ownership invariant is broken (clock
+    /// skew beyond the store's tolerance, or keys edited by hand). Reported, never guessed at.
+    SharedObjectId { object_id: ObjectId, plans: [ObjectId; 2] },
+    /// A live plan missing from a listing it belongs to: added back.
+    ListingRestored { plan: ObjectId, org: String },
+    /// A listing entry for a plan that is deleted or belongs to another organisation: removed.
+    ListingRemoved { plan: ObjectId, listing: String },
+}
+
+impl fmt::Display for Repair {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::OwnerRestored { plan, object_id, found } => {
+                write!(f, "objectId {object_id}: owner entry {found:?} restored to plan {plan}")
+            }
+            Self::SharedObjectId { object_id, plans: [a, b] } => write!(f, "objectId {object_id}: listed by both {a} and {b}"),
+            Self::ListingRestored { plan, org } => write!(f, "plan {plan}: added back to the listings (org {org})"),
+            Self::ListingRemoved { plan, listing } => write!(f, "plan {plan}: removed from listing {listing}"),
+        }
+    }
+}
+
+/// One committed change that has not reached the topic yet, as committed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unpublished {
+    pub version: u64,
+    /// The plan's canonical JSON at that version; `None` for a delete.
+    pub body: Option<String>,
+    /// When it was committed (ms since the Unix epoch, the store's clock).
+    pub committed_at_ms: Option<i64>,
+}
+
+/// Unpublished versions an adapter keeps per plan, at most: beyond that the oldest superseded ones
+/// are dropped (a plan rewritten thousands of times while the broker is down must not hold
+/// thousands of bodies); the latest is always kept.
+pub const MAX_OUTBOX_PER_PLAN: usize = 32;
 
 /// Walks every plan ever written, a batch at a time. Only the reindex job (sweep, rebuild, drift
 /// check) may walk the whole store; no request path does.
@@ -151,6 +204,13 @@ pub trait StoreWalk: Send + Sync {
     /// the end. Every plan that exists for the whole walk is seen at least once (Redis' SSCAN may
     /// repeat one); callers are idempotent.
     async fn walk(&self, cursor: Option<String>, batch: usize) -> Result<(Vec<PlanState>, Option<String>), StoreError>;
+
+    /// Checks the derived keys of these walked plans (owner entries, listings) against the plans
+    /// themselves and mends what a lost reply or a crash left behind. An adapter whose writes are
+    /// atomic end to end (the embedded store) has nothing to mend.
+    async fn repair(&self, _plans: &[PlanState]) -> Result<Vec<Repair>, StoreError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A backend that can say whether it is reachable, for `GET /v1/health`.

@@ -224,7 +224,9 @@ fn tree_rules(plan: &Plan) -> Violations {
     violations
 }
 
-/// A calendar date in either accepted layout, as (year, month, day).
+/// A calendar date in either accepted layout, as (year, month, day). Years run from 0001: the
+/// search index's date format (`yyyy`) has no year 0, so a plan dated 0000 could be acknowledged
+/// and never indexed. Every part is digits only (`+123` is not a year).
 pub fn calendar_date(raw: &str) -> Option<(i32, u8, u8)> {
     let parts: Vec<&str> = raw.split('-').collect();
     let (y, m, d) = match parts.as_slice() {
@@ -232,7 +234,13 @@ pub fn calendar_date(raw: &str) -> Option<(i32, u8, u8)> {
         [y, m, d] if y.len() == 4 && m.len() == 2 && d.len() == 2 => (*y, *m, *d),
         _ => return None,
     };
+    if ![y, m, d].iter().all(|part| part.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
     let (year, month, day) = (y.parse().ok()?, m.parse().ok()?, d.parse().ok()?);
+    if year < 1 {
+        return None;
+    }
     let month_enum = time::Month::try_from(month).ok()?;
     time::Date::from_calendar_date(year, month_enum, day).ok()?;
     Some((year, month, day))
@@ -325,6 +333,17 @@ mod tests {
         assert_eq!(calendar_date("12-31-2017"), Some((2017, 12, 31)));
         assert_eq!(calendar_date("2017-12-31"), Some((2017, 12, 31)));
         assert_eq!(calendar_date("02-29-2023"), None);
+        assert_eq!(calendar_date("0001-01-01"), Some((1, 1, 1)));
+    }
+
+    #[test]
+    fn year_zero_and_signed_years_are_refused() {
+        for date in ["0000-01-01", "01-01-0000", "0000-02-29", "+123-01-01", "01-01-+999", "2017-+1-01"] {
+            assert_eq!(calendar_date(date), None, "{date}");
+            let mut doc = sample();
+            doc["creationDate"] = json!(date);
+            assert!(parse_plan(doc).is_err(), "{date}");
+        }
     }
 
     #[test]

@@ -7,7 +7,8 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use plan::ObjectId;
 use plan::store::{
-    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, StoreError, StoreWalk, StoredPlan, WriteError,
+    Expected, MAX_OUTBOX_PER_PLAN, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, StoreError, StoreWalk,
+    StoredPlan, Unpublished, WriteError,
 };
 
 #[derive(Default)]
@@ -30,8 +31,19 @@ struct State {
 struct Slot {
     version: u64,
     live: Option<Live>,
-    /// The outbox mark: this version's change has not reached the topic yet.
-    unpublished: Option<u64>,
+    /// The outbox: every change of this plan that has not reached the topic yet, by version.
+    outbox: BTreeMap<u64, Unpublished>,
+    /// When the latest change was committed, ms since the Unix epoch.
+    committed_at_ms: i64,
+}
+
+impl Slot {
+    fn hold(&mut self, body: Option<String>, committed_at_ms: i64) {
+        self.outbox.insert(self.version, Unpublished { version: self.version, body, committed_at_ms: Some(committed_at_ms) });
+        while self.outbox.len() > MAX_OUTBOX_PER_PLAN {
+            self.outbox.pop_first();
+        }
+    }
 }
 
 struct Live {
@@ -52,6 +64,11 @@ impl EmbeddedStore {
         // happens after all checks, so the data is consistent even if poisoned.
         self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+}
+
+fn now_ms() -> i64 {
+    let since_epoch = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
 
 impl State {
@@ -136,7 +153,13 @@ impl PlanWriter for EmbeddedStore {
         }
         let version = version + 1;
         let live = Live { org: write.org, body: write.body, etag: write.etag, seq, object_ids: write.object_ids };
-        state.plans.insert(write.id, Slot { version, live: Some(live), unpublished: Some(version) });
+        let committed_at_ms = now_ms();
+        let body = live.body.clone();
+        let slot = state.plans.entry(write.id).or_insert_with(|| Slot { version: 0, live: None, outbox: BTreeMap::new(), committed_at_ms });
+        slot.version = version;
+        slot.live = Some(live);
+        slot.committed_at_ms = committed_at_ms;
+        slot.hold(Some(body), committed_at_ms);
         Ok(version)
     }
 
@@ -153,15 +176,14 @@ impl PlanWriter for EmbeddedStore {
             state.org_order.entry(live.org).or_default().remove(&live.seq);
         }
         slot.version += 1;
-        slot.unpublished = Some(slot.version);
+        slot.committed_at_ms = now_ms();
+        slot.hold(None, slot.committed_at_ms);
         Ok(slot.version)
     }
 
     async fn mark_published(&self, id: &ObjectId, version: u64) -> Result<(), StoreError> {
-        if let Some(slot) = self.state().plans.get_mut(id)
-            && slot.unpublished == Some(version)
-        {
-            slot.unpublished = None;
+        if let Some(slot) = self.state().plans.get_mut(id) {
+            slot.outbox.remove(&version);
         }
         Ok(())
     }
@@ -184,7 +206,9 @@ impl StoreWalk for EmbeddedStore {
                 id: id.clone(),
                 version: slot.version,
                 plan: state.stored(id),
-                unpublished: slot.unpublished.is_some(),
+                unpublished: !slot.outbox.is_empty(),
+                outbox: slot.outbox.values().cloned().collect(),
+                committed_at_ms: Some(slot.committed_at_ms),
             })
             .collect();
         let next = if states.len() < batch.max(1) { None } else { states.last().map(|s| s.id.to_string()) };

@@ -1,20 +1,48 @@
 //! The Redis store (ElastiCache, standalone or cluster mode).
 //!
 //! Keys, all of one plan under one hash tag so each per-plan step is one atomic script in one slot:
-//! - `{p}:plan:{<id>}`      hash: `version`, `pending` (the outbox mark: that version's change
-//!   has not reached the topic yet), and while live `body`, `etag`, `org`, `seq`
+//! - `{p}:plan:{<id>}`      hash: `version`, `committed` (when the latest change was committed,
+//!   ms), `seq` and `org` (kept in a tombstone), and while live `body`, `etag`; `pending` only in
+//!   plans written before the outbox (the latest version's mark)
+//! - `{p}:plan:{<id>}:outbox` hash: every unpublished version of the plan, as committed:
+//!   `<version>` -> `<committed ms>:u:<body>` or `<committed ms>:d:` (a delete)
 //! - `{p}:plan:{<id>}:ids`  set: every objectId of the live plan
-//! - `{p}:obj:{<oid>}`      string `<planId>:<version>`: who owns an objectId (`:0` while claimed)
+//! - `{p}:obj:{<oid>}`      string: who owns an objectId, `<planId>:<version>` once confirmed,
+//!   `<planId>:0:<ms>` while claimed (`<ms>`: the claim's time by that node's `TIME`)
 //! - `{<p>:plans}:order`    sorted set: plan id by creation sequence, for newest-first pages
 //! - `{<p>:plans}:order:org:<org>`  the same, for one organisation's plans
 //! - `{<p>:plans}:seq`      counter for that sequence
-//! - `{<p>:plans}:all`      set of every plan id ever created: what the reindex job walks
+//! - `{<p>:plans}:walk`     sorted set of every plan id registered by a create, scored by the
+//!   registration time: what the reindex job walks (`{<p>:plans}:all`, the plain set of earlier
+//!   versions, is walked too)
 //!
-//! A write claims its objectIds first (a claim is owned by the plan and expires unless the commit
-//! confirms it), then commits the plan with one compare-and-set script, then confirms its claims
-//! and releases the ids it dropped. A crash between those steps leaves either claims that expire
-//! or stale owner entries that the plan's own id set shows to be stale; a reader always trusts the
-//! plan, never the owner entry alone.
+//! # objectId ownership
+//!
+//! An objectId belongs to at most one plan's id set. Owner entries and plans live in different
+//! slots (no cross-slot atomicity in a cluster), so a write goes in three steps:
+//! 1. **claim** every id: an entry that is free or already this plan's is (re)written as a pending
+//!    claim stamped with the owner node's `TIME`. Re-claiming always writes a fresh value, so a
+//!    takeover that compared the old value fails. Claims never expire by TTL.
+//! 2. **commit** the plan with one compare-and-set script, given the oldest claim time: the script
+//!    refuses (`claim-expired`, and the writer claims afresh) when the plan node's `TIME` says that
+//!    claim is older than the commit window W. A commit therefore lands within W of its claims, or
+//!    never, even when it runs late (a Redis paused with the command in its socket buffer).
+//! 3. **confirm** each claim (`<plan>:<version>`), only if the entry is still that very claim, and
+//!    release the ids the plan dropped (only confirmed entries of an earlier version).
+//!
+//! Another plan may take an entry over only when it is stale: a confirmed entry, or a pending claim
+//! older than the lease L, *and* the holder's id set does not list the id; the takeover is a
+//! compare-and-set on the exact value seen. Why that is enough: the holder can add the id to its
+//! set only by a commit within W of a claim, and every claim rewrites the entry. A takeover that
+//! saw a claim older than L read it more than L after the claim, so a commit of that claim (within
+//! W) came before the read, and the id-set check that follows sees it; a later claim changed the
+//! value and the compare-and-set fails. This holds while the clocks of two nodes differ by less
+//! than L - W (20 s by default; cluster nodes are NTP-synchronised to milliseconds). So a lost
+//! COMMIT reply, a crash between the steps, or a writer that stalls leaves a pending entry that
+//! nobody can take while the holder's set lists the id, and that the reindex walk confirms
+//! ([`StoreWalk::repair`]). A confirm that finds another plan's entry can only follow a clock skew
+//! beyond L - W or a hand-edited key: the write answers an invariant violation (`Corrupt`, logged
+//! at error level) and the walk reports or repairs it.
 
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
@@ -23,7 +51,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
 use plan::store::{
-    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, StoreError, StoreWalk, StoredPlan, WriteError,
+    Expected, MAX_OUTBOX_PER_PLAN, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreWalk,
+    StoredPlan, Unpublished, WriteError,
 };
 use plan::{ETag, ObjectId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
@@ -32,8 +61,13 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::OnceCell;
 
-/// How long an unconfirmed objectId claim lives: far longer than any write's own deadline.
-const CLAIM_LEASE_MS: u64 = 30_000;
+/// The lease L: a pending claim younger than this is never taken over by another plan.
+const CLAIM_LEASE: Duration = Duration::from_secs(30);
+/// The commit window W: a commit refuses claims older than this. Far above any write's own
+/// deadline, far below the lease (the difference is the clock skew between nodes tolerated).
+const COMMIT_WINDOW: Duration = Duration::from_secs(10);
+/// Claim-and-commit rounds before a write whose claims keep expiring gives up.
+const CLAIM_ATTEMPTS: u32 = 3;
 
 /// Connection settings, from the environment via the HTTP crate's config.
 #[derive(Clone)]
@@ -68,6 +102,8 @@ pub struct RedisStore {
     conn: Connection,
     keys: Keys,
     op_timeout: Duration,
+    lease: Duration,
+    window: Duration,
 }
 
 impl RedisStore {
@@ -101,7 +137,21 @@ impl RedisStore {
             let manager = ConnectionManager::new_lazy_with_config(client, manager_config).map_err(StoreError::unavailable)?;
             Connection::Single(manager)
         };
-        Ok(Self { conn, keys: Keys { prefix: config.key_prefix.clone() }, op_timeout: config.op_timeout })
+        Ok(Self {
+            conn,
+            keys: Keys { prefix: config.key_prefix.clone() },
+            op_timeout: config.op_timeout,
+            lease: CLAIM_LEASE,
+            window: COMMIT_WINDOW,
+        })
+    }
+
+    /// Another claim lease L and commit window W (tests use seconds, not the default 30 s / 10 s).
+    /// The window is kept below the lease; L - W is the clock skew between nodes tolerated.
+    pub fn with_lease(mut self, lease: Duration, window: Duration) -> Self {
+        self.lease = lease;
+        self.window = window.min(lease / 2);
+        self
     }
 
     /// Runs one store operation under the deadline, on a handle to the shared connection.
@@ -120,40 +170,43 @@ impl RedisStore {
         }
     }
 
-    /// Claims every objectId for `plan`, or names one that another plan holds.
-    async fn claim_all(&self, plan: &ObjectId, ids: &[ObjectId]) -> Result<(), WriteError> {
+    /// Claims every objectId for `plan`, or names one that another plan holds. Returns each id's
+    /// claim time (the owner node's clock, ms).
+    async fn claim_all(&self, plan: &ObjectId, ids: &[ObjectId]) -> Result<Vec<u64>, WriteError> {
         let outcomes = self
             .with_conn(|conn| {
                 let calls = ids.iter().map(move |id| {
                     let mut conn = conn.clone();
                     let key = self.keys.owner(id);
                     async move {
-                        let reply: Vec<Value> = CLAIM.key(key).arg(plan.as_str()).arg(CLAIM_LEASE_MS).invoke_async(&mut conn).await?;
+                        let reply: Vec<Value> = CLAIM.key(key).arg(plan.as_str()).invoke_async(&mut conn).await?;
                         Ok::<_, RedisError>(Claim::from_reply(&reply))
                     }
                 });
                 try_join_all(calls)
             })
             .await?;
+        let mut times = Vec::with_capacity(ids.len());
         for (id, outcome) in ids.iter().zip(outcomes) {
-            match outcome {
-                Claim::Ours => {}
-                Claim::Held { owner_value, pending } => self.take_over_if_stale(plan, id, &owner_value, pending).await?,
+            times.push(match outcome {
+                Claim::Ours(at) => at,
+                Claim::Held { owner_value, age_ms } => self.take_over_if_stale(plan, id, &owner_value, age_ms).await?,
                 Claim::Unknown => return Err(StoreError::corrupt(format!("unexpected claim reply for {id}")).into()),
-            }
+            });
         }
-        Ok(())
+        Ok(times)
     }
 
-    /// Another plan's entry for `id`: a conflict if that plan holds the id or is claiming it right
-    /// now; a stale leftover (its plan no longer lists the id) is taken over.
-    async fn take_over_if_stale(&self, plan: &ObjectId, id: &ObjectId, owner_value: &str, pending: bool) -> Result<(), WriteError> {
+    /// Another plan's entry for `id`: a conflict if that plan holds the id or may still commit it
+    /// (a pending claim younger than the lease); a stale leftover is taken over with a
+    /// compare-and-set on the exact value seen (see the module documentation for why the id-set
+    /// check and the compare-and-set may be two round trips).
+    async fn take_over_if_stale(&self, plan: &ObjectId, id: &ObjectId, owner_value: &str, age_ms: Option<u64>) -> Result<u64, WriteError> {
         let taken = || WriteError::IdTaken(id.clone());
-        let (owner, _) = split_owner(owner_value).ok_or_else(taken)?;
-        if pending {
+        if age_ms.is_some_and(|age| age <= millis(self.lease)) {
             return Err(taken());
         }
-        let owner = ObjectId::parse(owner).map_err(|_| taken())?;
+        let owner = parse_owner(owner_value).ok_or_else(taken)?.plan;
         let ids_key = self.keys.plan_ids(&owner);
         let still_held: bool = self
             .with_conn(|mut conn| async move { redis::cmd("SISMEMBER").arg(ids_key).arg(id.as_str()).query_async(&mut conn).await })
@@ -162,14 +215,12 @@ impl RedisStore {
             return Err(taken());
         }
         let owner_key = self.keys.owner(id);
-        let replaced: i64 = self
-            .with_conn(|mut conn| async move {
-                TAKE_OVER.key(owner_key).arg(owner_value).arg(plan.as_str()).arg(CLAIM_LEASE_MS).invoke_async(&mut conn).await
-            })
+        let claimed_at: u64 = self
+            .with_conn(|mut conn| async move { TAKE_OVER.key(owner_key).arg(owner_value).arg(plan.as_str()).invoke_async(&mut conn).await })
             .await?;
-        if replaced == 1 {
+        if claimed_at > 0 {
             tracing::warn!(object_id = %id, previous = owner_value, "took over a stale objectId entry");
-            Ok(())
+            Ok(claimed_at)
         } else {
             Err(taken())
         }
@@ -177,54 +228,57 @@ impl RedisStore {
 
     /// Keeps the listing order in step with a commit or delete: a new plan joins the global and
     /// its organisation's order, an organisation change moves it, a delete removes it. Best effort
-    /// after the commit: pages skip entries whose plan is gone.
+    /// after the commit: pages filter every row on the plan and its organisation, and the walk
+    /// restores what a failure left out ([`StoreWalk::repair`]). A removal takes out only the entry
+    /// with this plan's own sequence, so a delete racing a re-create (a new sequence) never
+    /// removes the live plan.
     async fn update_order(&self, id: &ObjectId, seq: &str, previous_org: Option<&str>, org: Option<&str>) {
         let member = id.as_str();
         let mut commands = Vec::new();
+        let mut step = |script: &'static Script, keys: &[String]| {
+            let mut invocation = script.prepare_invoke();
+            for key in keys {
+                invocation.key(key);
+            }
+            invocation.arg(member).arg(seq);
+            commands.push(invocation);
+        };
         match (previous_org, org) {
-            (None, Some(org)) => {
-                commands.push(redis::cmd("ZADD").arg(self.keys.order()).arg(seq).arg(member).clone());
-                commands.push(redis::cmd("ZADD").arg(self.keys.org_order(org)).arg(seq).arg(member).clone());
-            }
+            (None, Some(org)) => step(&LISTING_ADD, &[self.keys.order(), self.keys.org_order(org)]),
             (Some(previous), Some(org)) if previous != org => {
-                commands.push(redis::cmd("ZREM").arg(self.keys.org_order(previous)).arg(member).clone());
-                commands.push(redis::cmd("ZADD").arg(self.keys.org_order(org)).arg(seq).arg(member).clone());
+                step(&LISTING_DROP, &[self.keys.org_order(previous)]);
+                step(&LISTING_ADD, &[self.keys.org_order(org)]);
             }
-            (Some(previous), None) => {
-                commands.push(redis::cmd("ZREM").arg(self.keys.order()).arg(member).clone());
-                commands.push(redis::cmd("ZREM").arg(self.keys.org_order(previous)).arg(member).clone());
-            }
+            (Some(previous), None) => step(&LISTING_DROP, &[self.keys.order(), self.keys.org_order(previous)]),
             _ => return,
         }
         let result = self
             .with_conn(|conn| {
                 try_join_all(commands.iter().map(move |cmd| {
                     let mut conn = conn.clone();
-                    async move { cmd.query_async::<i64>(&mut conn).await }
+                    async move { cmd.invoke_async::<i64>(&mut conn).await }
                 }))
             })
             .await;
         if let Err(error) = result {
-            tracing::warn!(plan = %id, %error, "listing order not updated; pages skip entries whose plan is gone");
+            tracing::warn!(plan = %id, %error, "listing order not updated; the reindex walk restores it");
         }
     }
 
     /// After a commit at `version`: confirm the claims of the ids the plan holds, release those it
-    /// dropped. Failures here are logged, not returned: the write is already committed, and a
-    /// reader trusts the plan over the owner entries.
-    async fn settle_owners(&self, plan: &ObjectId, version: u64, held: &[ObjectId], dropped: &[String]) {
+    /// dropped. An unreachable Redis is logged, not returned: the write is committed, the pending
+    /// claims stay protected by the plan's id set, and the walk confirms them later. A claim found
+    /// in another plan's hands is an invariant violation, returned as `Corrupt`.
+    async fn settle_owners(&self, plan: &ObjectId, version: u64, held: &[(ObjectId, u64)], dropped: &[String]) -> Result<(), WriteError> {
         let result = self
             .with_conn(|conn| {
                 let release_conn = conn.clone();
-                let confirms = held.iter().map(move |id| {
+                let confirms = held.iter().map(move |(id, claimed_at)| {
                     let mut conn = conn.clone();
                     let key = self.keys.owner(id);
                     async move {
-                        let ok: i64 = CONFIRM.key(key).arg(plan.as_str()).arg(version).invoke_async(&mut conn).await?;
-                        if ok == 0 {
-                            tracing::error!(object_id = %id, plan = %plan, "objectId entry belongs to another plan after commit");
-                        }
-                        Ok::<_, RedisError>(())
+                        let ok: i64 = CONFIRM.key(key).arg(plan.as_str()).arg(version).arg(*claimed_at).invoke_async(&mut conn).await?;
+                        Ok::<_, RedisError>((ok == 0).then(|| id.clone()))
                     }
                 });
                 let releases = dropped.iter().map(move |id| {
@@ -233,14 +287,22 @@ impl RedisStore {
                     async move { RELEASE.key(key).arg(plan.as_str()).arg(version).invoke_async::<i64>(&mut conn).await.map(drop) }
                 });
                 async move {
-                    try_join_all(confirms).await?;
+                    let violations: Vec<ObjectId> = try_join_all(confirms).await?.into_iter().flatten().collect();
                     try_join_all(releases).await?;
-                    Ok(())
+                    Ok(violations)
                 }
             })
             .await;
-        if let Err(error) = result {
-            tracing::warn!(%plan, %error, "could not settle objectId entries after commit; readers fall back to the plan");
+        match result {
+            Ok(violations) if violations.is_empty() => Ok(()),
+            Ok(violations) => {
+                tracing::error!(%plan, version, object_ids = ?violations, "objectId entries belong to another plan after commit: ownership invariant violated");
+                Err(StoreError::corrupt(format!("objectId ownership invariant violated for {violations:?} of plan {plan}")).into())
+            }
+            Err(error) => {
+                tracing::warn!(%plan, %error, "could not settle objectId entries after commit; the walk confirms them");
+                Ok(())
+            }
         }
     }
 }
@@ -257,7 +319,7 @@ impl PlanReader for RedisStore {
         let key = self.keys.owner(object_id);
         let value: Option<String> =
             self.with_conn(|mut conn| async move { redis::cmd("GET").arg(key).query_async(&mut conn).await }).await?;
-        Ok(value.as_deref().and_then(split_owner).and_then(|(plan, _)| ObjectId::parse(plan).ok()))
+        Ok(value.as_deref().and_then(parse_owner).map(|entry| entry.plan))
     }
 
     async fn page(&self, org: Option<&str>, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError> {
@@ -296,8 +358,10 @@ impl PlanReader for RedisStore {
             .await?;
         let mut plans = Vec::with_capacity(rows.len());
         for (id, row) in ids.into_iter().zip(rows) {
-            // A plan deleted since the range was read is simply not on the page.
-            plans.extend(stored_plan(id, row)?);
+            // A plan deleted since the range was read is simply not on the page, nor is a leftover
+            // entry for a plan that now belongs to another organisation (a listing update that
+            // failed after its commit, and the id since re-created elsewhere).
+            plans.extend(stored_plan(id, row)?.filter(|plan| org.is_none_or(|org| plan.org == org)));
         }
         let next = if more { entries.last().map(|(_, seq)| PageMark(*seq)) } else { None };
         Ok(PlanPage { plans, next })
@@ -307,57 +371,84 @@ impl PlanReader for RedisStore {
 #[async_trait]
 impl PlanWriter for RedisStore {
     async fn commit(&self, write: PlanWrite) -> Result<u64, WriteError> {
-        let seq = match write.expected {
-            Expected::Absent => {
-                // Listed for the reindex walk before the first commit, so a crash right after the
-                // commit cannot hide the plan from the sweep. Both keys are in one slot.
-                let (seq_key, all_key, id) = (self.keys.seq(), self.keys.all(), write.id.as_str());
-                let (seq, _): (u64, i64) = self
-                    .with_conn(|mut conn| async move { redis::pipe().incr(seq_key, 1).sadd(all_key, id).query_async(&mut conn).await })
-                    .await?;
-                seq.to_string()
-            }
-            Expected::Version(_) => String::new(),
-        };
-        self.claim_all(&write.id, &write.object_ids).await?;
-
         let expected = match write.expected {
             Expected::Absent => "absent".to_owned(),
             Expected::Version(v) => v.to_string(),
         };
-        let (plan_key, ids_key) = (self.keys.plan(&write.id), self.keys.plan_ids(&write.id));
-        let reply: Vec<Value> = self
-            .with_conn(|mut conn| {
-                let mut invocation = COMMIT.key(plan_key);
-                invocation.key(ids_key).arg(&expected).arg(&write.body).arg(write.etag.to_string()).arg(&seq).arg(&write.org);
-                for id in &write.object_ids {
-                    invocation.arg(id.as_str());
+        let (plan_key, ids_key, outbox_key) = (self.keys.plan(&write.id), self.keys.plan_ids(&write.id), self.keys.outbox(&write.id));
+        let mut attempt = 1;
+        let (claims, reply) = loop {
+            // A create registers the id for the reindex walk before its commit, so a crash right
+            // after the commit cannot hide the plan from the sweep; the registration time counts
+            // as a claim (the commit refuses it past the window), which is what lets the walk
+            // prune the registrations of creates that never committed.
+            let (seq, registered_at) = match write.expected {
+                Expected::Absent => {
+                    let (seq_key, walk_key, id) = (self.keys.seq(), self.keys.walk(), write.id.as_str());
+                    let (seq, at): (u64, u64) = self
+                        .with_conn(|mut conn| async move { REGISTER.key(seq_key).key(walk_key).arg(id).invoke_async(&mut conn).await })
+                        .await?;
+                    (seq.to_string(), Some(at))
                 }
-                async move { invocation.invoke_async(&mut conn).await }
-            })
-            .await?;
+                Expected::Version(_) => (String::new(), None),
+            };
+            let times = self.claim_all(&write.id, &write.object_ids).await?;
+            let oldest = times.iter().copied().chain(registered_at).min().map(|t| t.to_string()).unwrap_or_default();
+            let reply: Vec<Value> = self
+                .with_conn(|mut conn| {
+                    let mut invocation = COMMIT.key(plan_key.as_str());
+                    invocation
+                        .key(ids_key.as_str())
+                        .key(outbox_key.as_str())
+                        .arg(&expected)
+                        .arg(&write.body)
+                        .arg(write.etag.to_string())
+                        .arg(&seq)
+                        .arg(&write.org)
+                        .arg(&oldest)
+                        .arg(millis(self.window));
+                    for id in &write.object_ids {
+                        invocation.arg(id.as_str());
+                    }
+                    async move { invocation.invoke_async(&mut conn).await }
+                })
+                .await?;
+            if !claim_expired(&reply) {
+                break (times, reply);
+            }
+            tracing::warn!(plan = %write.id, attempt, "claims older than the commit window; claiming again");
+            if attempt == CLAIM_ATTEMPTS {
+                return Err(StoreError::unavailable("objectId claims kept expiring before the commit").into());
+            }
+            attempt += 1;
+        };
         let (version, answer) = versioned_ids(&reply)?;
         let [seq, previous_org, dropped @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
         let previous_org = Some(previous_org.as_str()).filter(|org| !org.is_empty());
         self.update_order(&write.id, seq, previous_org, Some(&write.org)).await;
-        self.settle_owners(&write.id, version, &write.object_ids, dropped).await;
+        let held: Vec<(ObjectId, u64)> = write.object_ids.iter().cloned().zip(claims).collect();
+        self.settle_owners(&write.id, version, &held, dropped).await?;
         Ok(version)
     }
 
     async fn delete(&self, id: &ObjectId, expected: u64) -> Result<u64, WriteError> {
-        let (plan_key, ids_key) = (self.keys.plan(id), self.keys.plan_ids(id));
-        let reply: Vec<Value> =
-            self.with_conn(|mut conn| async move { DELETE.key(plan_key).key(ids_key).arg(expected).invoke_async(&mut conn).await }).await?;
+        let (plan_key, ids_key, outbox_key) = (self.keys.plan(id), self.keys.plan_ids(id), self.keys.outbox(id));
+        let reply: Vec<Value> = self
+            .with_conn(
+                |mut conn| async move { DELETE.key(plan_key).key(ids_key).key(outbox_key).arg(expected).invoke_async(&mut conn).await },
+            )
+            .await?;
         let (tombstone_version, answer) = versioned_ids(&reply)?;
-        let [org, released @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
-        self.update_order(id, "", Some(org.as_str()), None).await;
-        self.settle_owners(id, tombstone_version, &[], released).await;
+        let [org, seq, released @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
+        self.update_order(id, seq, Some(org.as_str()), None).await;
+        self.settle_owners(id, tombstone_version, &[], released).await?;
         Ok(tombstone_version)
     }
 
     async fn mark_published(&self, id: &ObjectId, version: u64) -> Result<(), StoreError> {
-        let key = self.keys.plan(id);
-        self.with_conn(|mut conn| async move { MARK_PUBLISHED.key(key).arg(version).invoke_async::<i64>(&mut conn).await }).await?;
+        let (key, outbox) = (self.keys.plan(id), self.keys.outbox(id));
+        self.with_conn(|mut conn| async move { MARK_PUBLISHED.key(key).key(outbox).arg(version).invoke_async::<i64>(&mut conn).await })
+            .await?;
         Ok(())
     }
 }
@@ -365,48 +456,190 @@ impl PlanWriter for RedisStore {
 #[async_trait]
 impl StoreWalk for RedisStore {
     async fn walk(&self, cursor: Option<String>, batch: usize) -> Result<(Vec<PlanState>, Option<String>), StoreError> {
-        let all = self.keys.all();
-        let cursor = cursor.unwrap_or_else(|| "0".to_owned());
-        let (next, ids): (String, Vec<String>) = self
-            .with_conn(|mut conn| async move {
-                redis::cmd("SSCAN").arg(all).arg(cursor).arg("COUNT").arg(batch.max(1)).query_async(&mut conn).await
-            })
-            .await?;
+        // Two phases: the scored registrations (`z:<cursor>`), then the plain set earlier versions
+        // of this store kept (`s:<cursor>`), until nothing is left in it.
+        let cursor = cursor.unwrap_or_else(|| "z:0".to_owned());
+        let (phase, position) = cursor.split_once(':').ok_or_else(|| StoreError::corrupt("not a walk cursor"))?;
+        let (ids, next, registrations) = match phase {
+            "z" => {
+                let (walk_key, position) = (self.keys.walk(), position.to_owned());
+                let (next, flat): (String, Vec<String>) = self
+                    .with_conn(|mut conn| async move {
+                        redis::cmd("ZSCAN").arg(walk_key).arg(position).arg("COUNT").arg(batch.max(1)).query_async(&mut conn).await
+                    })
+                    .await?;
+                let pairs: Vec<(String, String)> = flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+                let next = if next == "0" { "s:0".to_owned() } else { format!("z:{next}") };
+                (pairs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), Some(next), pairs)
+            }
+            "s" => {
+                let (legacy, position) = (self.keys.all(), position.to_owned());
+                let (next, ids): (String, Vec<String>) = self
+                    .with_conn(|mut conn| async move {
+                        redis::cmd("SSCAN").arg(legacy).arg(position).arg("COUNT").arg(batch.max(1)).query_async(&mut conn).await
+                    })
+                    .await?;
+                (ids, Some(next).filter(|n| n != "0").map(|n| format!("s:{n}")), Vec::new())
+            }
+            _ => return Err(StoreError::corrupt("not a walk cursor")),
+        };
         let ids: Vec<ObjectId> = ids.iter().filter_map(|id| ObjectId::parse(id).ok()).collect();
-        let rows: Vec<(PlanRow, Option<u64>)> = self
+        let rows: Vec<Vec<Value>> = self
             .with_conn(|conn| {
                 try_join_all(ids.iter().map(move |id| {
                     let mut conn = conn.clone();
-                    let key = self.keys.plan(id);
-                    async move {
-                        let (version, body, etag, org, pending): (
-                            Option<u64>,
-                            Option<String>,
-                            Option<String>,
-                            Option<String>,
-                            Option<u64>,
-                        ) = redis::cmd("HMGET")
-                            .arg(key)
-                            .arg("version")
-                            .arg("body")
-                            .arg("etag")
-                            .arg("org")
-                            .arg("pending")
-                            .query_async(&mut conn)
-                            .await?;
-                        Ok::<_, RedisError>(((version, body, etag, org), pending))
-                    }
+                    let (key, outbox) = (self.keys.plan(id), self.keys.outbox(id));
+                    async move { WALK_ROW.key(key).key(outbox).invoke_async(&mut conn).await }
                 }))
             })
             .await?;
         let mut states = Vec::with_capacity(ids.len());
-        for (id, (row, pending)) in ids.into_iter().zip(rows) {
+        let mut never_committed = Vec::new();
+        for (id, reply) in ids.into_iter().zip(rows) {
+            let (row, pending, committed_at_ms, outbox) = walk_row(&id, &reply)?;
             // An id whose first write never committed has no version: nothing to walk.
-            let Some(version) = row.0 else { continue };
+            let Some(version) = row.0 else {
+                never_committed.push(id);
+                continue;
+            };
             let plan = stored_plan(id.clone(), row)?;
-            states.push(PlanState { id, version, plan, unpublished: pending.is_some() });
+            let unpublished = pending.is_some() || !outbox.is_empty();
+            states.push(PlanState { id, version, plan, unpublished, outbox, committed_at_ms });
         }
-        Ok((states, Some(next).filter(|n| n != "0")))
+        self.prune_registrations(&never_committed, &registrations).await?;
+        Ok((states, next))
+    }
+
+    async fn repair(&self, plans: &[PlanState]) -> Result<Vec<Repair>, StoreError> {
+        let mut repairs = Vec::new();
+        for state in plans {
+            if let Some(plan) = &state.plan {
+                repairs.extend(self.repair_owners(plan).await?);
+            }
+            repairs.extend(self.repair_listings(state).await?);
+        }
+        for repair in &repairs {
+            match repair {
+                Repair::SharedObjectId { .. } => tracing::error!(%repair, "ownership invariant violated"),
+                _ => tracing::warn!(%repair, "repaired"),
+            }
+        }
+        Ok(repairs)
+    }
+}
+
+impl RedisStore {
+    /// Takes out the walk registrations of creates that never committed (refused, conflicting, or
+    /// crashed), once older than the lease: such a create can no longer commit, since its commit
+    /// counts the registration as a claim and refuses it past the window. The removal compares the
+    /// score seen, so a create of the same id registering again meanwhile keeps its entry, and the
+    /// plan is read again after it: a commit that landed anyway is registered back.
+    async fn prune_registrations(&self, never_committed: &[ObjectId], registrations: &[(String, String)]) -> Result<(), StoreError> {
+        let mut pruned = 0;
+        for id in never_committed {
+            let Some((_, score)) = registrations.iter().find(|(member, _)| member == id.as_str()) else { continue };
+            let (walk_key, member) = (self.keys.walk(), id.as_str());
+            let removed: i64 = self
+                .with_conn(|mut conn| async move {
+                    PRUNE.key(walk_key).arg(member).arg(score).arg(millis(self.lease)).invoke_async(&mut conn).await
+                })
+                .await?;
+            if removed == 0 {
+                continue;
+            }
+            let key = self.keys.plan(id);
+            let version: Option<u64> =
+                self.with_conn(|mut conn| async move { redis::cmd("HGET").arg(key).arg("version").query_async(&mut conn).await }).await?;
+            if version.is_some() {
+                let walk_key = self.keys.walk();
+                let _: i64 = self
+                    .with_conn(
+                        |mut conn| async move { redis::cmd("ZADD").arg(walk_key).arg(score).arg(member).query_async(&mut conn).await },
+                    )
+                    .await?;
+            } else {
+                pruned += 1;
+            }
+        }
+        if pruned > 0 {
+            tracing::info!(pruned, "walk registrations of creates that never committed removed");
+        }
+        Ok(())
+    }
+
+    /// A live plan is in the global listing and its organisation's at its creation sequence; a
+    /// deleted one is in neither (its tombstone keeps the sequence and organisation it had). Both
+    /// steps are conditional on the sequence, so a re-created plan (a new sequence) is untouched.
+    async fn repair_listings(&self, state: &PlanState) -> Result<Option<Repair>, StoreError> {
+        let key = self.keys.plan(&state.id);
+        // Read afresh, not from the walked state: a plan re-created since has a new sequence.
+        let (seq, org, live): (Option<String>, Option<String>, bool) =
+            self.with_conn(|mut conn| async move { LISTED_AS.key(key).invoke_async(&mut conn).await }).await?;
+        let (Some(seq), Some(org)) = (seq, org) else { return Ok(None) };
+        let member = state.id.as_str();
+        let script: &Script = if live { &LISTING_ADD } else { &LISTING_DROP };
+        let (order, org_order) = (self.keys.order(), self.keys.org_order(&org));
+        let changed: i64 = self
+            .with_conn(|mut conn| async move { script.key(order).key(org_order).arg(member).arg(&seq).invoke_async(&mut conn).await })
+            .await?;
+        Ok((changed > 0).then(|| match live {
+            true => Repair::ListingRestored { plan: state.id.clone(), org },
+            false => Repair::ListingRemoved { plan: state.id.clone(), listing: format!("all and {org}") },
+        }))
+    }
+
+    /// Every id in the plan's id set must have an owner entry naming the plan. Entries that a lost
+    /// reply or a crash left (missing, a claim older than the lease, another plan's leftover that
+    /// plan no longer lists) are confirmed for the plan with a compare-and-set on the value seen,
+    /// so a write racing the walk wins.
+    async fn repair_owners(&self, plan: &StoredPlan) -> Result<Vec<Repair>, StoreError> {
+        let ids_key = self.keys.plan_ids(&plan.id);
+        let ids: Vec<String> =
+            self.with_conn(|mut conn| async move { redis::cmd("SMEMBERS").arg(ids_key).query_async(&mut conn).await }).await?;
+        let ids: Vec<ObjectId> = ids.iter().filter_map(|id| ObjectId::parse(id).ok()).collect();
+        let entries: Vec<(String, u64)> = self
+            .with_conn(|conn| {
+                try_join_all(ids.iter().map(move |id| {
+                    let mut conn = conn.clone();
+                    let key = self.keys.owner(id);
+                    async move { OWNER_STATE.key(key).invoke_async::<(String, u64)>(&mut conn).await }
+                }))
+            })
+            .await?;
+        let confirmed = format!("{}:{}", plan.id, plan.version);
+        let mut repairs = Vec::new();
+        for (object_id, (value, now)) in ids.into_iter().zip(entries) {
+            let entry = parse_owner(&value);
+            let stale_claim = |entry: &OwnerEntry| entry.claimed_at.is_some_and(|at| now.saturating_sub(at) > millis(self.lease));
+            match &entry {
+                Some(entry) if entry.plan == plan.id && (entry.claimed_at.is_none() || !stale_claim(entry)) => continue,
+                Some(entry) if entry.plan != plan.id => {
+                    if entry.claimed_at.is_some() && !stale_claim(entry) {
+                        continue; // another plan's claim in flight: it cannot commit the id, the next walk looks again
+                    }
+                    let other_ids = self.keys.plan_ids(&entry.plan);
+                    let member = object_id.as_str();
+                    let shared: bool = self
+                        .with_conn(
+                            |mut conn| async move { redis::cmd("SISMEMBER").arg(other_ids).arg(member).query_async(&mut conn).await },
+                        )
+                        .await?;
+                    if shared {
+                        repairs.push(Repair::SharedObjectId { object_id, plans: [plan.id.clone(), entry.plan.clone()] });
+                        continue;
+                    }
+                }
+                _ => {}
+            }
+            let key = self.keys.owner(&object_id);
+            let (seen, new) = (value.as_str(), confirmed.as_str());
+            let swapped: i64 =
+                self.with_conn(|mut conn| async move { OWNER_CAS.key(key).arg(seen).arg(new).invoke_async(&mut conn).await }).await?;
+            if swapped == 1 {
+                repairs.push(Repair::OwnerRestored { plan: plan.id.clone(), object_id, found: Some(value).filter(|v| !v.is_empty()) });
+            }
+        }
+        Ok(repairs)
     }
 }
 
@@ -424,6 +657,34 @@ impl Probe for RedisStore {
 
 fn certificates(config: &RedisConfig) -> Option<redis::TlsCertificates> {
     config.ca_pem.clone().map(|root| redis::TlsCertificates { client_tls: None, root_cert: Some(root) })
+}
+
+/// A walked plan: its row, the mark from before the outbox, its commit time, and its outbox in
+/// version order.
+type WalkRow = (PlanRow, Option<u64>, Option<i64>, Vec<Unpublished>);
+
+fn walk_row(id: &ObjectId, reply: &[Value]) -> Result<WalkRow, StoreError> {
+    let bad = || StoreError::corrupt(format!("unexpected walk reply for {id}"));
+    let text = |v: &Value| redis::from_redis_value_ref::<Option<String>>(v).map_err(|_| bad());
+    let [version, body, etag, org, pending, committed, outbox @ ..] = reply else { return Err(bad()) };
+    let number = |v: &Value| text(v).map(|t| t.and_then(|t| t.parse::<i64>().ok()));
+    let row = (number(version)?.and_then(|v| u64::try_from(v).ok()), text(body)?, text(etag)?, text(org)?);
+    let pending = number(pending)?.and_then(|v| u64::try_from(v).ok());
+    let mut entries = Vec::with_capacity(outbox.len() / 2);
+    for pair in outbox.chunks_exact(2) {
+        let version: u64 = text(&pair[0])?.and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let entry = text(&pair[1])?.ok_or_else(bad)?;
+        let mut parts = entry.splitn(3, ':');
+        let (at, kind, rest) = (parts.next(), parts.next(), parts.next());
+        let body = match (kind, rest) {
+            (Some("u"), Some(body)) => Some(body.to_owned()),
+            (Some("d"), _) => None,
+            _ => return Err(bad()),
+        };
+        entries.push(Unpublished { version, body, committed_at_ms: at.and_then(|at| at.parse().ok()) });
+    }
+    entries.sort_by_key(|e| e.version);
+    Ok((row, pending, number(committed)?, entries))
 }
 
 /// `version`, `body`, `etag`, `org` of a plan hash; all but the version are absent once deleted.
@@ -453,15 +714,43 @@ fn versioned_ids(reply: &[Value]) -> Result<(u64, Vec<String>), StoreError> {
     Ok((version, ids))
 }
 
-/// `<planId>:<version>` -> (planId, version)
-fn split_owner(value: &str) -> Option<(&str, u64)> {
-    let (plan, version) = value.rsplit_once(':')?;
-    Some((plan, version.parse().ok()?))
+/// An owner entry: `<planId>:<version>` once confirmed, `<planId>:0:<ms>` while claimed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct OwnerEntry {
+    plan: ObjectId,
+    /// The confirmed version, 0 while claimed.
+    version: u64,
+    /// When a pending claim was made (ms, the owner node's clock).
+    claimed_at: Option<u64>,
+}
+
+fn parse_owner(value: &str) -> Option<OwnerEntry> {
+    let (plan, rest) = value.split_once(':')?;
+    let plan = ObjectId::parse(plan).ok()?;
+    Some(match rest.split_once(':') {
+        Some(("0", at)) => OwnerEntry { plan, version: 0, claimed_at: Some(at.parse().ok()?) },
+        Some(_) => return None,
+        None => OwnerEntry { plan, version: rest.parse().ok()?, claimed_at: None },
+    })
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// The commit script's answer when the oldest claim is older than the commit window.
+fn claim_expired(reply: &[Value]) -> bool {
+    matches!(reply, [Value::Int(0), status] if redis::from_redis_value_ref::<String>(status).is_ok_and(|s| s == "claim-expired"))
 }
 
 enum Claim {
-    Ours,
-    Held { owner_value: String, pending: bool },
+    /// Claimed now for this plan, at this time.
+    Ours(u64),
+    /// Another plan's entry, with the age of its claim when pending (`None`: confirmed).
+    Held {
+        owner_value: String,
+        age_ms: Option<u64>,
+    },
     Unknown,
 }
 
@@ -469,10 +758,10 @@ impl Claim {
     fn from_reply(reply: &[Value]) -> Self {
         let text = |v: &Value| redis::from_redis_value_ref::<String>(v).ok();
         match reply {
-            [status] if text(status).as_deref() == Some("ours") => Self::Ours,
-            [status, owner, ttl] if text(status).as_deref() == Some("held") => match (text(owner), ttl) {
-                (Some(owner_value), Value::Int(ttl)) => Self::Held { owner_value, pending: *ttl > 0 },
-                _ => Self::Unknown,
+            [status, Value::Int(at)] if text(status).as_deref() == Some("ours") => Self::Ours(u64::try_from(*at).unwrap_or_default()),
+            [status, owner, Value::Int(age)] if text(status).as_deref() == Some("held") => match text(owner) {
+                Some(owner_value) => Self::Held { owner_value, age_ms: u64::try_from(*age).ok() },
+                None => Self::Unknown,
             },
             _ => Self::Unknown,
         }
@@ -499,6 +788,10 @@ impl Keys {
         format!("{}:plan:{{{id}}}:ids", self.prefix)
     }
 
+    fn outbox(&self, id: &ObjectId) -> String {
+        format!("{}:plan:{{{id}}}:outbox", self.prefix)
+    }
+
     fn owner(&self, id: &ObjectId) -> String {
         self.owner_raw(id.as_str())
     }
@@ -516,8 +809,14 @@ impl Keys {
         format!("{{{}:plans}}:order", self.prefix)
     }
 
+    /// The plain set of plan ids earlier versions of this store kept for the walk; still walked.
     fn all(&self) -> String {
         format!("{{{}:plans}}:all", self.prefix)
+    }
+
+    /// Sorted set: every registered plan id, scored by its registration time (ms).
+    fn walk(&self) -> String {
+        format!("{{{}:plans}}:walk", self.prefix)
     }
 
     fn seq(&self) -> String {
@@ -574,47 +873,76 @@ impl ConnectionLike for Conn {
     }
 }
 
-/// KEYS: owner entry. ARGV: plan id, lease ms.
-/// Answers {"ours"} (claimed now, or already this plan's) or {"held", value, pttl}.
+/// `now`: this node's clock in ms. Scripts are replicated by their effects (Redis 7), so reading
+/// `TIME` before writing is allowed.
+const NOW_MS: &str = "local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+";
+
+/// Puts `new_version` in the outbox (KEYS[3]) as committed (`body`, false for a delete), keeping at
+/// most MAX_OUTBOX_PER_PLAN versions: the oldest superseded ones go first.
+const HOLD: &str = "local entry = string.format('%d', now) .. (body and (':u:' .. body) or ':d:')
+redis.call('HSET', KEYS[3], new_version, entry)
+local held = redis.call('HKEYS', KEYS[3])
+if #held > MAX_OUTBOX then
+  local versions = {}
+  for _, v in ipairs(held) do table.insert(versions, tonumber(v)) end
+  table.sort(versions)
+  for i = 1, #versions - MAX_OUTBOX do redis.call('HDEL', KEYS[3], string.format('%d', versions[i])) end
+end
+";
+
+/// KEYS: owner entry. ARGV: plan id.
+/// Answers {"ours", claim time} (free, or this plan's own entry: rewritten as a fresh claim either
+/// way) or {"held", value, age of the pending claim in ms, or -1 when confirmed}.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
+    Script::new(&format!(
+        r"{NOW_MS}
 local value = redis.call('GET', KEYS[1])
-if not value then
-  redis.call('SET', KEYS[1], ARGV[1] .. ':0', 'PX', ARGV[2])
-  return {'ours'}
+if value then
+  local owner, rest = string.match(value, '^([^:]+):(.*)$')
+  if owner ~= ARGV[1] then
+    local claimed = string.match(rest or '', '^0:(%d+)$')
+    local age = -1
+    if claimed then age = math.max(now - tonumber(claimed), 0) end
+    return {{'held', value, age}}
+  end
 end
-if string.sub(value, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
-  return {'ours'}
-end
-return {'held', value, redis.call('PTTL', KEYS[1])}
-",
-    )
+redis.call('SET', KEYS[1], ARGV[1] .. ':0:' .. string.format('%d', now))
+return {{'ours', now}}
+"
+    ))
 });
 
-/// KEYS: owner entry. ARGV: the stale value seen, new plan id, lease ms. Compare-and-set.
+/// KEYS: owner entry. ARGV: the stale value seen, new plan id. Compare-and-set to a fresh claim;
+/// answers the claim time, or 0 when the entry changed.
 static TAKE_OVER: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  redis.call('SET', KEYS[1], ARGV[2] .. ':0', 'PX', ARGV[3])
-  return 1
-end
-return 0
-",
-    )
+    Script::new(&format!(
+        r"{NOW_MS}
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2] .. ':0:' .. string.format('%d', now))
+return now
+"
+    ))
 });
 
-/// KEYS: owner entry. ARGV: plan id, committed version. Makes the entry permanent at this
-/// version unless another plan holds it or a later version of this plan already confirmed it.
+/// KEYS: owner entry. ARGV: plan id, committed version, the claim time this write made.
+/// Confirms the entry at this version if it is still that claim (or an earlier confirmed version
+/// of this plan). Answers 1 (confirmed, or a later version already is), 2 (a newer claim of this
+/// plan: its own write confirms it), 0 (another plan's entry: an invariant violation).
 static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local value = redis.call('GET', KEYS[1])
 if value then
-  local plan, version = string.match(value, '^(.*):(%d+)$')
-  if plan ~= ARGV[1] then return 0 end
-  if tonumber(version) > tonumber(ARGV[2]) then return 1 end
+  local owner, rest = string.match(value, '^([^:]+):(.*)$')
+  if owner ~= ARGV[1] then return 0 end
+  local claimed = string.match(rest, '^0:(%d+)$')
+  if claimed then
+    if claimed ~= ARGV[3] then return 2 end
+  elseif (tonumber(rest) or 0) >= tonumber(ARGV[2]) then
+    return 1
+  end
 end
 redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
 return 1
@@ -629,9 +957,9 @@ static RELEASE: LazyLock<Script> = LazyLock::new(|| {
         r"
 local value = redis.call('GET', KEYS[1])
 if not value then return 0 end
-local plan, version = string.match(value, '^(.*):(%d+)$')
+local plan, version = string.match(value, '^([^:]+):(%d+)$')
 version = tonumber(version)
-if plan == ARGV[1] and version > 0 and version < tonumber(ARGV[2]) then
+if plan == ARGV[1] and version and version > 0 and version < tonumber(ARGV[2]) then
   return redis.call('DEL', KEYS[1])
 end
 return 0
@@ -639,71 +967,186 @@ return 0
     )
 });
 
-/// KEYS: plan hash, plan id set. ARGV: expected ('absent' or a version), body, etag, creation
-/// sequence ('' keeps the current one), org, then every objectId of the new plan.
-/// Answers {new version, sequence, previous org ('' if none), dropped ids...} or {0} when the
-/// plan is not as expected.
-static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+/// KEYS: sequence counter, walk registrations. ARGV: plan id. Takes the next creation sequence and
+/// registers the id for the walk at this node's time; answers {sequence, time}.
+static REGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+local seq = redis.call('INCR', KEYS[1])
+redis.call('ZADD', KEYS[2], now, ARGV[1])
+return {{seq, now}}
+"
+    ))
+});
+
+/// KEYS: walk registrations. ARGV: plan id, the score seen, the lease (ms). Removes the
+/// registration if it still has that score and is older than the lease; answers 1 if removed.
+static PRUNE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+local score = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '')
+if score == nil or score ~= tonumber(ARGV[2]) or now - score <= tonumber(ARGV[3]) then return 0 end
+return redis.call('ZREM', KEYS[1], ARGV[1])
+"
+    ))
+});
+
+/// KEYS: plan hash, outbox. Answers {version, body, etag, org, pending, committed, then the
+/// outbox as version, entry pairs}; absent fields are nil.
+static WALK_ROW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local row = redis.call('HMGET', KEYS[1], 'version', 'body', 'etag', 'org', 'pending', 'committed')
+local answer = {row[1], row[2], row[3], row[4], row[5], row[6]}
+for _, v in ipairs(redis.call('HGETALL', KEYS[2])) do table.insert(answer, v) end
+return answer
+",
+    )
+});
+
+/// KEYS: plan hash. Answers {seq, org, 1 if live else 0}; a tombstone keeps the seq and org.
+static LISTED_AS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local h = redis.call('HMGET', KEYS[1], 'seq', 'org', 'body')
+return {h[1], h[2], h[3] and 1 or 0}
+",
+    )
+});
+
+/// KEYS: listings. ARGV: plan id, its creation sequence. Adds the plan to each listing; answers
+/// how many lacked it at that sequence.
+static LISTING_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local added = 0
+for _, key in ipairs(KEYS) do
+  if tonumber(redis.call('ZSCORE', key, ARGV[1]) or '') ~= tonumber(ARGV[2]) then
+    redis.call('ZADD', key, ARGV[2], ARGV[1])
+    added = added + 1
+  end
+end
+return added
+",
+    )
+});
+
+/// KEYS: listings. ARGV: plan id, its creation sequence. Removes the plan from each listing only
+/// where it is listed at that sequence (a re-created plan has a new one); answers how many.
+static LISTING_DROP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local removed = 0
+for _, key in ipairs(KEYS) do
+  local score = redis.call('ZSCORE', key, ARGV[1])
+  if score and tonumber(score) == tonumber(ARGV[2]) then
+    removed = removed + redis.call('ZREM', key, ARGV[1])
+  end
+end
+return removed
+",
+    )
+});
+
+/// KEYS: owner entry. Answers {value ('' when absent), this node's clock in ms}.
+static OWNER_STATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+return {{redis.call('GET', KEYS[1]) or '', now}}
+"
+    ))
+});
+
+/// KEYS: owner entry. ARGV: the value seen ('' when absent), the new value. Compare-and-set.
+static OWNER_CAS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if (redis.call('GET', KEYS[1]) or '') ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS: plan hash, plan id set. ARGV: expected ('absent' or a version), body, etag, creation
+/// sequence ('' keeps the current one), org, the oldest claim time (ms, '' without claims), the
+/// commit window (ms), then every objectId of the new plan.
+/// Answers {new version, sequence, previous org ('' if none), dropped ids...}, {0} when the plan
+/// is not as expected, or {0, 'claim-expired'} when this node's clock says the oldest claim is
+/// older than the window (the writer claims again).
+static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+if ARGV[6] ~= '' and now - tonumber(ARGV[6]) > tonumber(ARGV[7]) then return {{0, 'claim-expired'}} end
 local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'seq', 'org')
 local version = tonumber(current[1]) or 0
 local live = current[2] ~= false
 if ARGV[1] == 'absent' then
-  if live then return {0} end
+  if live then return {{0}} end
 elseif not live or version ~= tonumber(ARGV[1]) then
-  return {0}
+  return {{0}}
 end
 local new_version = version + 1
 local seq = ARGV[4]
 if seq == '' then seq = current[3] end
-redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'pending', new_version)
-local keep = {}
-for i = 6, #ARGV do keep[ARGV[i]] = true end
-local answer = {new_version, seq, (live and current[4]) or ''}
+redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'committed', now)
+redis.call('HDEL', KEYS[1], 'pending')
+local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
+local body = ARGV[2]
+{HOLD}
+local keep = {{}}
+for i = 8, #ARGV do keep[ARGV[i]] = true end
+local answer = {{new_version, seq, (live and current[4]) or ''}}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
   if not keep[id] then table.insert(answer, id) end
 end
 redis.call('DEL', KEYS[2])
 -- SADD in chunks: unpack() is limited by the Lua stack.
-local chunk = {}
-for i = 6, #ARGV do
+local chunk = {{}}
+for i = 8, #ARGV do
   table.insert(chunk, ARGV[i])
-  if #chunk == 500 then redis.call('SADD', KEYS[2], unpack(chunk)); chunk = {} end
+  if #chunk == 500 then redis.call('SADD', KEYS[2], unpack(chunk)); chunk = {{}} end
 end
 if #chunk > 0 then redis.call('SADD', KEYS[2], unpack(chunk)) end
 return answer
-",
-    )
+"
+    ))
 });
 
-/// KEYS: plan hash, plan id set. ARGV: expected version. Leaves a tombstone holding the version,
-/// so a re-created plan continues the sequence. Answers {tombstone version, org, released ids...}
-/// or {0}.
+/// KEYS: plan hash, plan id set. ARGV: expected version. Leaves a tombstone holding the version
+/// (so a re-created plan continues the sequence) and the deleted plan's `seq` and `org` (so the
+/// walk can take a leftover listing entry out). Answers {tombstone version, org, seq, released
+/// ids...} or {0}.
 static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org')
+    Script::new(&format!(
+        r"{NOW_MS}
+local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org', 'seq')
 local version = tonumber(current[1]) or 0
-if current[2] == false or version ~= tonumber(ARGV[1]) then return {0} end
-redis.call('HSET', KEYS[1], 'version', version + 1, 'pending', version + 1)
-redis.call('HDEL', KEYS[1], 'body', 'etag', 'seq', 'org')
-local answer = {version + 1, current[3]}
+if current[2] == false or version ~= tonumber(ARGV[1]) then return {{0}} end
+redis.call('HSET', KEYS[1], 'version', version + 1, 'committed', now)
+redis.call('HDEL', KEYS[1], 'pending')
+local new_version, body = version + 1, false
+local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
+{HOLD}
+redis.call('HDEL', KEYS[1], 'body', 'etag')
+local answer = {{version + 1, current[3], current[4]}}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(answer, id) end
 redis.call('DEL', KEYS[2])
 return answer
-",
-    )
+"
+    ))
 });
 
-/// KEYS: plan hash. ARGV: the published version. Clears the outbox mark only for that version.
+/// KEYS: plan hash, outbox. ARGV: the published version. Takes that version out of the outbox
+/// (and clears a mark from before the outbox if it is for that version).
 static MARK_PUBLISHED: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
+local removed = redis.call('HDEL', KEYS[2], ARGV[1])
 if redis.call('HGET', KEYS[1], 'pending') == ARGV[1] then
-  return redis.call('HDEL', KEYS[1], 'pending')
+  removed = removed + redis.call('HDEL', KEYS[1], 'pending')
 end
-return 0
+return removed
 ",
     )
 });

@@ -128,10 +128,17 @@ pub(super) async fn apply(
     let answers = send_bulks(cluster, &lines, refresh).await?;
     let cleanup = settle(&items, &answers, &mut outcomes)?;
     if !cleanup.is_empty() {
-        // Children of a plan a newer delete refused: delete them again, just above their version.
+        // Children whose plan document was not written: delete them again. Above their version
+        // when a newer delete refused the plan (its tombstone is newer anyway); at their own
+        // version when the plan document was refused for what it is, so that the plan's next
+        // version can write those documents again.
         let mut body = Vec::new();
-        for item in &cleanup {
-            let meta = json!({"delete": {"_index": targets[item.target], "_id": item.doc_id, "routing": item.plan_id, "version": item.version + 1, "version_type": "external"}});
+        for (item, cleanup) in &cleanup {
+            let (version, version_type) = match cleanup {
+                Cleanup::Superseded => (item.version + 1, "external"),
+                Cleanup::Refused => (item.version, "external_gte"),
+            };
+            let meta = json!({"delete": {"_index": targets[item.target], "_id": item.doc_id, "routing": item.plan_id, "version": version, "version_type": version_type}});
             serde_json::to_writer(&mut body, &meta).map_err(IndexError::corrupt)?;
             body.push(b'\n');
         }
@@ -231,8 +238,23 @@ async fn send_bulks(cluster: &Cluster, segments: &[Vec<u8>], refresh: bool) -> R
     Ok(out)
 }
 
+/// Why a written child is deleted again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cleanup {
+    /// A newer delete's tombstone refused the plan document.
+    Superseded,
+    /// The cluster refused the plan document itself (a mapping it cannot take): the change is
+    /// rejected, and children left behind would be joined to the previous plan document and
+    /// match searches.
+    Refused,
+}
+
 /// Turns item results into outcomes; returns the children to delete again.
-fn settle<'a>(items: &'a [Item], answers: &[Answer], outcomes: &mut [Option<ChangeOutcome>]) -> Result<Vec<&'a Item>, IndexError> {
+fn settle<'a>(
+    items: &'a [Item],
+    answers: &[Answer],
+    outcomes: &mut [Option<ChangeOutcome>],
+) -> Result<Vec<(&'a Item, Cleanup)>, IndexError> {
     if answers.len() != items.len() {
         return Err(IndexError::corrupt(format!("bulk answered {} items for {}", answers.len(), items.len())));
     }
@@ -256,11 +278,15 @@ fn settle<'a>(items: &'a [Item], answers: &[Answer], outcomes: &mut [Option<Chan
             }
         }
         let plan_status = group.iter().find(|(item, _)| item.role == Role::Plan).map(|(_, answer)| answer.status);
+        let written = || group.iter().filter(|(item, answer)| item.role == Role::Child && (200..300).contains(&answer.status));
         let outcome = match (rejected, plan_status) {
+            (Some(reason), Some(status)) if !(200..300).contains(&status) && status != 409 => {
+                cleanup.extend(written().map(|(item, _)| (*item, Cleanup::Refused)));
+                ChangeOutcome::Rejected(reason)
+            }
             (Some(reason), _) => ChangeOutcome::Rejected(reason),
             (None, Some(409)) => {
-                let written = group.iter().filter(|(item, answer)| item.role == Role::Child && (200..300).contains(&answer.status));
-                cleanup.extend(written.map(|(item, _)| *item));
+                cleanup.extend(written().map(|(item, _)| (*item, Cleanup::Superseded)));
                 ChangeOutcome::AlreadyApplied
             }
             (None, _) => ChangeOutcome::Applied,
@@ -272,4 +298,54 @@ fn settle<'a>(items: &'a [Item], answers: &[Answer], outcomes: &mut [Option<Chan
         }
     }
     Ok(cleanup)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn item(role: Role, doc_id: &str) -> Item {
+        Item { change: 0, target: 0, role, doc_id: doc_id.to_owned(), plan_id: ObjectId::parse("p").unwrap(), version: 3 }
+    }
+
+    fn answer(status: u16) -> Answer {
+        let body = if status == 400 {
+            json!({"status": 400, "error": {"type": "mapper_parsing_exception", "reason": "failed to parse field [creationDate]"}})
+        } else {
+            json!({"status": status, "result": "created"})
+        };
+        Answer { status, body }
+    }
+
+    #[test]
+    fn children_of_a_refused_plan_document_are_deleted_again() {
+        let items = [item(Role::Child, "p:a"), item(Role::Child, "p:b"), item(Role::Drop, "p:old"), item(Role::Plan, "p")];
+        let answers = [answer(201), answer(201), answer(200), answer(400)];
+        let mut outcomes = vec![None];
+        let cleanup = settle(&items, &answers, &mut outcomes).unwrap();
+        assert!(matches!(&outcomes[0], Some(ChangeOutcome::Rejected(reason)) if reason.contains("document p:")), "{outcomes:?}");
+        let cleaned: Vec<(&str, Cleanup)> = cleanup.iter().map(|(item, why)| (item.doc_id.as_str(), *why)).collect();
+        assert_eq!(cleaned, [("p:a", Cleanup::Refused), ("p:b", Cleanup::Refused)]);
+    }
+
+    #[test]
+    fn a_refused_child_alone_leaves_the_written_plan_document_in_place() {
+        // The plan document was written: its children of this version stay (the change is
+        // reported as rejected, the drift check shows the missing child).
+        let items = [item(Role::Child, "p:a"), item(Role::Plan, "p")];
+        let answers = [answer(400), answer(201)];
+        let mut outcomes = vec![None];
+        assert!(settle(&items, &answers, &mut outcomes).unwrap().is_empty());
+        assert!(matches!(&outcomes[0], Some(ChangeOutcome::Rejected(_))));
+    }
+
+    #[test]
+    fn children_of_a_plan_a_newer_delete_refused_are_deleted_above_their_version() {
+        let items = [item(Role::Child, "p:a"), item(Role::Plan, "p")];
+        let answers = [answer(201), answer(409)];
+        let mut outcomes = vec![None];
+        let cleanup = settle(&items, &answers, &mut outcomes).unwrap();
+        assert_eq!(outcomes[0], Some(ChangeOutcome::AlreadyApplied));
+        assert_eq!(cleanup.iter().map(|(i, why)| (i.doc_id.as_str(), *why)).collect::<Vec<_>>(), [("p:a", Cleanup::Superseded)]);
+    }
 }

@@ -50,9 +50,10 @@ impl Drop for Server {
 pub fn serve(dir: &Path, vars: &[(&str, &str)]) -> (Server, String) {
     let mut all = vec![("ORG_CLAIM", "hd"), ("PORT", "0"), ("NO_COLOR", "1")];
     all.extend_from_slice(vars);
-    let child = plan_local(dir, &all).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("start plan-local");
+    // The log is on stderr (stdout is for what a command prints: a token, a reindex report).
+    let child = plan_local(dir, &all).stdout(Stdio::inherit()).stderr(Stdio::piped()).spawn().expect("start plan-local");
     let mut server = Server(child);
-    let stdout = server.0.stdout.take().expect("stdout");
+    let stdout = server.0.stderr.take().expect("stderr");
     // Reads the log until the server says where it listens, then keeps draining it so the server
     // never writes into a closed pipe.
     let (url_tx, url_rx) = std::sync::mpsc::channel();

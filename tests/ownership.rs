@@ -1,0 +1,323 @@
+//! objectId ownership in the Redis store under races and faults (issue 11): no sequence of lost
+//! replies, crashes and races may leave one objectId in the id sets of two plans.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use plan::store::{Expected, PlanReader, PlanWriter, WriteError};
+use plan_e2e::raw_redis::{RawRedis, raw};
+use plan_e2e::{redis_config, service_var, set_org, tag, unique_plan, write_of};
+use plan_store::{RedisConfig, RedisStore};
+use redis::AsyncCommands;
+use serde_json::{Value, json};
+
+/// Rounds of the two-writer race.
+const ROUNDS: usize = 1_000;
+
+/// A plan document of `org` holding `shared` as its plan cost shares' id, or not.
+fn variant(base: &Value, shared: Option<&str>) -> Value {
+    let mut doc = base.clone();
+    if let Some(shared) = shared {
+        doc["planCostShares"]["objectId"] = json!(shared);
+    }
+    doc
+}
+
+fn org_plan(org: &str) -> Value {
+    let mut doc = unique_plan(&tag());
+    set_org(&mut doc, org);
+    doc
+}
+
+struct Writer {
+    store: Arc<RedisStore>,
+    base: Value,
+    id: String,
+    version: u64,
+}
+
+impl Writer {
+    async fn create(config: &RedisConfig, org: &str) -> Self {
+        let store = Arc::new(RedisStore::new(config).unwrap());
+        let base = org_plan(org);
+        let id = base["objectId"].as_str().unwrap().to_owned();
+        let version = store.commit(write_of(base.clone(), Expected::Absent)).await.unwrap();
+        Self { store, base, id, version }
+    }
+
+    /// Commits the plan with or without the shared id; true when committed.
+    async fn write(&mut self, shared: Option<&str>) -> bool {
+        match self.store.commit(write_of(variant(&self.base, shared), Expected::Version(self.version))).await {
+            Ok(version) => {
+                self.version = version;
+                true
+            }
+            Err(WriteError::IdTaken(_)) => false,
+            Err(other) => panic!("{other:?}"),
+        }
+    }
+}
+
+/// Two plans race for one id, round after round, through the stale entries a crash leaves: an
+/// entry confirmed for a version of plan A that no longer holds the id, and a pending claim of A
+/// older than any lease. After every round at most one plan's id set holds the id.
+async fn two_writers_never_share_an_id(url: String, cluster: bool) {
+    let config = redis_config(url.split(',').map(str::to_owned).collect(), cluster);
+    let prefix = config.key_prefix.clone();
+    let mut a = Writer::create(&config, "a.example").await;
+    let mut b = Writer::create(&config, "b.example").await;
+    // A third plan that only ever appears in stale entries, so that both writers must take over.
+    let c = Writer::create(&config, "c.example").await;
+    let mut raw = raw(&url, cluster).await;
+    let shared = format!("shared-{}", tag());
+    let owner_key = format!("{prefix}:obj:{{{shared}}}");
+    let ids_key = |plan: &str| format!("{prefix}:plan:{{{plan}}}:ids");
+    let (mut shared_by_both, mut won_by_a, mut won_by_b, mut neither) = (0, 0, 0, 0);
+    for round in 0..ROUNDS {
+        // What a crash leaves behind: an entry for the id, confirmed or claimed long ago, of A or
+        // of C, while that plan's id set does not list the id.
+        let holder = if round % 4 < 2 { (&a.id, a.version) } else { (&c.id, c.version) };
+        let stale = if round % 2 == 0 { format!("{}:{}", holder.0, holder.1) } else { format!("{}:0:1000", holder.0) };
+        raw.set(&owner_key, &stale).await;
+        // Vary who starts first by up to a millisecond either way.
+        let jitter = Duration::from_micros((round as u64 * 7_919) % 1_000);
+        let (a_delay, b_delay) = if round % 8 < 4 { (jitter, Duration::ZERO) } else { (Duration::ZERO, jitter) };
+        let (a_won, b_won) = tokio::join!(
+            async {
+                tokio::time::sleep(a_delay).await;
+                a.write(Some(&shared)).await
+            },
+            async {
+                tokio::time::sleep(b_delay).await;
+                b.write(Some(&shared)).await
+            }
+        );
+        let in_a = raw.is_member(&ids_key(&a.id), &shared).await;
+        let in_b = raw.is_member(&ids_key(&b.id), &shared).await;
+        assert_eq!((a_won, b_won), (in_a, in_b), "round {round}: a commit that succeeded holds the id");
+        match (in_a, in_b) {
+            (true, true) => shared_by_both += 1,
+            (true, false) => won_by_a += 1,
+            (false, true) => won_by_b += 1,
+            (false, false) => neither += 1,
+        }
+        // The winner lets go of the id again (a normal release), so the next round starts free.
+        if in_a {
+            assert!(a.write(None).await);
+        }
+        if in_b {
+            assert!(b.write(None).await);
+        }
+    }
+    eprintln!(
+        "{ROUNDS} rounds (cluster: {cluster}): shared by both {shared_by_both}, won by A {won_by_a}, by B {won_by_b}, by neither {neither}; \
+         last entry {:?}",
+        raw.get(&owner_key).await
+    );
+    assert_eq!(shared_by_both, 0, "one objectId in the id sets of two plans");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_racing_through_stale_entries_never_share_an_id() {
+    let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
+    two_writers_never_share_an_id(url, false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_racing_through_stale_entries_never_share_an_id_in_a_cluster() {
+    let Some(urls) = service_var("PLAN_TEST_REDIS_CLUSTER_URLS") else { return };
+    two_writers_never_share_an_id(urls, true).await;
+}
+
+/// A TCP forwarder to Redis that, once armed, lets through the first command that mentions the
+/// armed bytes and then swallows every reply on that connection and cuts it: a COMMIT that Redis
+/// executes but whose reply never reaches the writer (a timeout, a crash of the writer, a network
+/// cut).
+struct LosingProxy {
+    port: u16,
+    armed: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LosingProxy {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let armed: Arc<std::sync::Mutex<Option<Vec<u8>>>> = Arc::default();
+        let shared = armed.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+                tokio::spawn(forward(client, server, shared.clone()));
+            }
+        });
+        Self { port, armed, task }
+    }
+
+    fn arm(&self, pattern: &str) {
+        *self.armed.lock().unwrap() = Some(pattern.as_bytes().to_vec());
+    }
+}
+
+impl Drop for LosingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn forward(client: tokio::net::TcpStream, server: tokio::net::TcpStream, armed: Arc<std::sync::Mutex<Option<Vec<u8>>>>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let muted = Arc::new(AtomicBool::new(false));
+    let mute = muted.clone();
+    let upstream = tokio::spawn(async move {
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            let hit = {
+                let mut armed = armed.lock().unwrap();
+                let hit = armed.as_ref().is_some_and(|p| buffer[..n].windows(p.len()).any(|w| w == p.as_slice()));
+                if hit {
+                    *armed = None;
+                }
+                hit
+            };
+            if hit {
+                mute.store(true, Ordering::SeqCst);
+            }
+            if server_write.write_all(&buffer[..n]).await.is_err() {
+                return;
+            }
+            if hit {
+                // Let Redis run the command, then cut the connection without its reply.
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                return;
+            }
+        }
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match server_read.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if muted.load(Ordering::SeqCst) {
+            break;
+        }
+        if client_write.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    if muted.load(Ordering::SeqCst) {
+        let _ = upstream.await;
+    } else {
+        upstream.abort();
+    }
+}
+
+/// The COMMIT of plan A runs in Redis but its reply is lost, so A's writer never confirms its
+/// claims. Past the lease another plan asks for one of A's ids: refused (409), because A's id set
+/// lists it, and A's nested object is still A's. The reindex walk then confirms A's entries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_commit_reply_never_gives_an_id_a_second_owner() {
+    let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
+    let upstream = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let proxy = LosingProxy::start(upstream).await;
+    let lease = Duration::from_millis(1_500);
+    let mut config = redis_config(vec![format!("redis://127.0.0.1:{}", proxy.port)], false);
+    let through_proxy = RedisStore::new(&config).unwrap().with_lease(lease, Duration::from_millis(700));
+    config.urls = vec![url.clone()];
+    let direct = RedisStore::new(&config).unwrap().with_lease(lease, Duration::from_millis(700));
+    let mut raw = raw(&url, false).await;
+
+    // A first write loads every script, so the armed command is the COMMIT itself, not a NOSCRIPT.
+    through_proxy.commit(write_of(org_plan("a.example"), Expected::Absent)).await.unwrap();
+    let a = write_of(org_plan("a.example"), Expected::Absent);
+    let shared = a.object_ids.iter().find(|id| id.as_str().starts_with("1234vxc2324sdf")).unwrap().clone();
+    proxy.arm(&format!(":plan:{{{}}}", a.id));
+    let lost = through_proxy.commit(a.clone()).await;
+    assert!(matches!(lost, Err(WriteError::Store(_))), "the writer never heard back: {lost:?}");
+    assert_eq!(direct.plan(&a.id).await.unwrap().map(|p| p.version), Some(1), "yet Redis committed the plan");
+    let owner_key = format!("{}:obj:{{{shared}}}", config.key_prefix);
+    let entry = raw.get(&owner_key).await.unwrap();
+    assert!(entry.starts_with(&format!("{}:0:", a.id)), "the claim was never confirmed: {entry}");
+
+    tokio::time::sleep(lease + Duration::from_millis(500)).await;
+    let mut b_doc = org_plan("b.example");
+    b_doc["planCostShares"]["objectId"] = json!(shared.as_str());
+    match direct.commit(write_of(b_doc, Expected::Absent)).await {
+        Err(WriteError::IdTaken(id)) => assert_eq!(id, shared),
+        other => panic!("another plan got an id of a committed plan: {other:?}"),
+    }
+    assert_eq!(direct.owner(&shared).await.unwrap(), Some(a.id.clone()), "GET of the object still finds A");
+    eprintln!("lost COMMIT reply: {lost:?}; entry left {entry}; another plan's claim past the lease: IdTaken");
+
+    // The walk confirms what the lost reply left pending.
+    let report = plan::jobs::sweep(&direct, &direct, &plan_e2e::RecordingPublisher::default()).await.unwrap();
+    assert!(report.repaired >= a.object_ids.len(), "{report:?}");
+    assert_eq!(raw.get(&owner_key).await.unwrap(), format!("{}:1", a.id));
+}
+
+/// The reindex walk finds owner entries that disagree with the id sets: a missing entry, another
+/// plan's leftover, a claim older than the lease are confirmed for the plan that lists the id; an
+/// id that two id sets list is reported, not guessed at; fresh claims are left alone.
+#[tokio::test]
+async fn the_walk_repairs_owner_entries_that_disagree_with_the_id_sets() {
+    let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
+    let config = redis_config(vec![url.clone()], false);
+    let store = RedisStore::new(&config).unwrap().with_lease(Duration::from_secs(2), Duration::from_secs(1));
+    let mut raw = raw(&url, false).await;
+    let prefix = &config.key_prefix;
+    let a = write_of(org_plan("a.example"), Expected::Absent);
+    let b = write_of(org_plan("b.example"), Expected::Absent);
+    store.commit(a.clone()).await.unwrap();
+    store.commit(b.clone()).await.unwrap();
+    let owner_key = |id: &plan::ObjectId| format!("{prefix}:obj:{{{id}}}");
+    let [missing, leftover, old_claim, fresh_claim, shared, ..] = a.object_ids.as_slice() else { panic!("ids") };
+    let RawRedis::Single(conn) = &mut raw else { unreachable!() };
+    let _: () = conn.del(owner_key(missing)).await.unwrap();
+    raw.set(&owner_key(leftover), &format!("{}:7", b.id)).await;
+    raw.set(&owner_key(old_claim), &format!("{}:0:1000", a.id)).await;
+    let RawRedis::Single(conn) = &mut raw else { unreachable!() };
+    let _: () = redis::cmd("EVAL")
+        .arg("local t = redis.call('TIME'); redis.call('SET', KEYS[1], ARGV[1] .. ':0:' .. (t[1] * 1000))")
+        .arg(1)
+        .arg(owner_key(fresh_claim))
+        .arg(a.id.as_str())
+        .query_async(conn)
+        .await
+        .unwrap();
+    // A hand-made break of the invariant: B's id set lists one of A's ids, and the entry names B.
+    let _: () = conn.sadd(format!("{prefix}:plan:{{{}}}:ids", b.id), shared.as_str()).await.unwrap();
+    raw.set(&owner_key(shared), &format!("{}:1", b.id)).await;
+
+    let report = plan_events::reindex::drift_check(&store, &plan_index::EmbeddedIndex::new(), &|_| {}).await.unwrap();
+    let mut restored: Vec<String> = report
+        .repairs
+        .iter()
+        .filter_map(|r| match r {
+            plan::store::Repair::OwnerRestored { plan, object_id, .. } if *plan == a.id => Some(object_id.to_string()),
+            _ => None,
+        })
+        .collect();
+    restored.sort();
+    let mut expected = vec![missing.to_string(), leftover.to_string(), old_claim.to_string()];
+    expected.sort();
+    assert_eq!(restored, expected, "{:#?}", report.repairs);
+    assert!(
+        report.repairs.iter().any(|r| matches!(r, plan::store::Repair::SharedObjectId { object_id, .. } if object_id == shared)),
+        "{:#?}",
+        report.repairs
+    );
+    for id in [missing, leftover, old_claim] {
+        assert_eq!(raw.get(&owner_key(id)).await.unwrap(), format!("{}:1", a.id));
+    }
+    assert!(raw.get(&owner_key(fresh_claim)).await.unwrap().starts_with(&format!("{}:0:", a.id)), "a claim in flight is left alone");
+    let again = plan_events::reindex::drift_check(&store, &plan_index::EmbeddedIndex::new(), &|_| {}).await.unwrap();
+    assert!(again.repairs.iter().all(|r| matches!(r, plan::store::Repair::SharedObjectId { .. })), "{:#?}", again.repairs);
+}
