@@ -87,7 +87,8 @@ impl OpenSearchIndex {
     }
 
     async fn apply_to_targets(&self, targets: &[&str], changes: &[IndexChange]) -> Result<Vec<ChangeOutcome>, IndexError> {
-        let result = write::apply(&self.cluster, targets, changes, self.refresh_on_write).await;
+        // The live alias has one applier; a running rebuild's index two (see write::apply).
+        let result = write::apply(&self.cluster, targets, 1, changes, self.refresh_on_write).await;
         if result.is_err() {
             // Perhaps the alias went away; look again before the retry.
             self.live_ready.store(false, Ordering::Relaxed);
@@ -124,7 +125,7 @@ impl PlanIndex for OpenSearchIndex {
     async fn apply_to(&self, target: &RebuildTarget, changes: &[IndexChange]) -> Result<Vec<ChangeOutcome>, IndexError> {
         self.running_rebuild(target).await?;
         let rebuild = aliases::rebuild_alias(&self.alias);
-        write::apply(&self.cluster, &[&rebuild], changes, self.refresh_on_write).await
+        write::apply(&self.cluster, &[&rebuild], 0, changes, self.refresh_on_write).await
     }
 
     async fn finish_rebuild(&self, target: RebuildTarget) -> Result<(), IndexError> {

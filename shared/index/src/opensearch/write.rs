@@ -15,6 +15,8 @@ use std::collections::{BTreeMap, HashMap};
 use plan::ObjectId;
 use serde_json::{Value, json};
 
+use opensearch::http::Method;
+
 use super::client::{Cluster, error_reason, error_type, failure, is_transient};
 use crate::document::{self, doc_id};
 use crate::error::IndexError;
@@ -48,11 +50,27 @@ struct Item {
     version: u64,
 }
 
+/// At most this many plans per scrub request (each is a small bool clause; clusters cap a query's
+/// clauses at 1,024 by default).
+const SCRUB_PLANS_PER_REQUEST: usize = 250;
+
 /// The aliases to write: the first decides the outcomes; the others (a running rebuild) are
 /// written too, and skipped when they turn out not to exist.
+///
+/// `contended_from`: the first target that another applier may be writing at the same time (a
+/// rebuild's index, which both the rebuild job and the indexer write). The live alias has one
+/// applier per plan (the event source mapping delivers a partition's batches one at a time, and a
+/// plan's events share a partition); a rebuild's index has two. Two appliers that read what the
+/// index held before either wrote can each miss the other's children: an applier of v3 that read
+/// v1 does not know the service v2 added, so it cannot drop it. So after writing to a contended
+/// target, every document of an applied plan below the version just written is deleted by query
+/// (after a refresh, so that the query sees every document written before this applier's plan
+/// document). A late write of the other applier lands only if its plan document is refused by
+/// the newer one, and then its own cleanup below deletes its children.
 pub(super) async fn apply(
     cluster: &Cluster,
     targets: &[&str],
+    contended_from: usize,
     changes: &[IndexChange],
     refresh: bool,
 ) -> Result<Vec<ChangeOutcome>, IndexError> {
@@ -147,7 +165,59 @@ pub(super) async fn apply(
             return Err(failure("bulk cleanup", answer.status, &answer.body));
         }
     }
+    for (t, target) in targets.iter().enumerate().skip(contended_from) {
+        scrub(cluster, target, &written_plans(&items, &answers, t), refresh).await?;
+    }
     Ok(outcomes.into_iter().map(|o| o.unwrap_or(ChangeOutcome::Applied)).collect())
+}
+
+/// The plans whose plan document (or a delete's tombstone) was written to target `t`, each with
+/// the highest version written.
+fn written_plans(items: &[Item], answers: &[Answer], t: usize) -> BTreeMap<ObjectId, u64> {
+    let mut plans: BTreeMap<ObjectId, u64> = BTreeMap::new();
+    for (item, answer) in items.iter().zip(answers) {
+        let not_found_delete = answer.status == 404 && answer.body.get("result").and_then(Value::as_str) == Some("not_found");
+        if item.target == t && item.role == Role::Plan && ((200..300).contains(&answer.status) || not_found_delete) {
+            let version = plans.entry(item.plan_id.clone()).or_default();
+            *version = (*version).max(item.version);
+        }
+    }
+    plans
+}
+
+/// Deletes, in `target`, every document of these plans below the version written: what another
+/// applier wrote for an older version and this one could not know of (see [`apply`]).
+async fn scrub(cluster: &Cluster, target: &str, plans: &BTreeMap<ObjectId, u64>, refresh: bool) -> Result<(), IndexError> {
+    if plans.is_empty() {
+        return Ok(());
+    }
+    let refreshed = cluster.send(Method::Post, &format!("/{target}/_refresh"), &[], None).await?;
+    if refreshed.error_type() == "index_not_found_exception" {
+        return Ok(()); // The rebuild finished or was dropped meanwhile.
+    }
+    refreshed.ok("refresh before the scrub")?;
+    let plans: Vec<(&ObjectId, &u64)> = plans.iter().collect();
+    for chunk in plans.chunks(SCRUB_PLANS_PER_REQUEST) {
+        let stale: Vec<Value> = chunk
+            .iter()
+            .map(|(plan_id, version)| json!({"bool": {"filter": [{"term": {"planId": plan_id.as_str()}}, {"range": {"planVersion": {"lt": version}}}]}}))
+            .collect();
+        let routing = chunk.iter().map(|(plan_id, _)| plan_id.as_str()).collect::<Vec<_>>().join(",");
+        let mut query = vec![("conflicts", "proceed"), ("routing", routing.as_str())];
+        if refresh {
+            query.push(("refresh", "true"));
+        }
+        let body = json!({"query": {"bool": {"should": stale, "minimum_should_match": 1}}});
+        let reply = cluster.json(Method::Post, &format!("/{target}/_delete_by_query"), &query, &body).await?;
+        if reply.error_type() == "index_not_found_exception" {
+            return Ok(());
+        }
+        let answer = reply.ok("delete_by_query of stale documents")?;
+        if let Some(deleted) = answer.get("deleted").and_then(Value::as_u64).filter(|n| *n > 0) {
+            tracing::warn!(target, deleted, "removed documents another applier left at an older version");
+        }
+    }
+    Ok(())
 }
 
 /// What each target holds for each plan of the batch: None for no plan document.
