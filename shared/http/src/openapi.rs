@@ -563,7 +563,11 @@ fn success_responses(endpoint: Endpoint) -> Map<String, Value> {
             json!({"description": "Patched: the whole plan.", "headers": plan_headers(false),
                                         "content": json_content(reference("schemas", "Plan")), "links": plan_links()}),
         ),
-        E::DeletePlan => add(204, json!({"description": "Deleted, with every nested object.", "headers": only_id})),
+        E::DeletePlan => add(
+            204,
+            json!({"description": "Deleted, with every nested object; `x-plan-version` is the deletion's version.",
+                   "headers": header_refs(&[("x-request-id", "RequestId"), ("x-plan-version", "PlanVersion")])}),
+        ),
         E::Health => {
             add(
                 200,
