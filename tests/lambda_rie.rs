@@ -1,12 +1,16 @@
 //! Every built function as a real Lambda: `sam build`'s `bootstrap` runs under the AWS Lambda
 //! Runtime Interface Emulator (shipped in the aws-sam-cli wheel), on loopback ports, against the
-//! test script's Redis; each sample event goes through the runtime API and must answer as in
-//! tests/events.rs. Cold-start figures (INIT REPORT, first invocation, peak memory, binary size)
-//! are printed and written to `PLAN_TEST_LAMBDA_REPORT` when set.
+//! test script's Redis, Kafka and OpenSearch; each sample event goes through the runtime API and
+//! must answer as in tests/events.rs. Each function runs with exactly the environment `sam local
+//! invoke` would give it (template.yaml, samconfig.toml and sam-env-invoke.json resolved by the
+//! SAM CLI itself: scripts/sam-resolve.py), with only the service addresses and the per-test names
+//! (key prefix, topics, index alias) replaced by the test's own. Cold-start figures (INIT REPORT,
+//! first invocation, peak memory, binary size) are printed and written to
+//! `PLAN_TEST_LAMBDA_REPORT` when set.
 //!
 //! Needs `PLAN_TEST_LAMBDA_DIR` (sam build's output, `.aws-sam/build`), `PLAN_TEST_RIE` (the
-//! emulator binary) and `PLAN_TEST_REDIS_URL`; scripts/test sets all three, or sets
-//! `PLAN_TEST_SKIP_LAMBDA=1` when it skipped the build.
+//! emulator binary), `PLAN_TEST_SAM_PYTHON` and the service variables; scripts/test sets them, or
+//! sets `PLAN_TEST_SKIP_LAMBDA=1` when it skipped the build.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
@@ -53,6 +57,8 @@ struct Setup {
     redis_url: String,
     kafka: String,
     opensearch_url: String,
+    /// template.yaml as the SAM CLI resolves it.
+    resolved: Value,
 }
 
 fn setup() -> Option<Setup> {
@@ -66,6 +72,7 @@ fn setup() -> Option<Setup> {
         redis_url: service_var("PLAN_TEST_REDIS_URL")?,
         kafka: service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS")?,
         opensearch_url: service_var("PLAN_TEST_OPENSEARCH_URL")?,
+        resolved: sam::resolved()?,
     })
 }
 
@@ -131,22 +138,39 @@ async fn cold_start(setup: &Setup, expectation: &Expectation) -> ColdStart {
         plan_index::OpenSearchIndex::new(&plan_index::OpenSearchConfig::for_tests(&setup.opensearch_url, &alias)).expect("index client");
     events::seed_into(&Backends::with_store(store, WritePolicy::default()), &index, expectation.seed).await;
     let topic = format!("plan_operations_rie_{}", plan_e2e::tag());
+    let dead_letter_topic = format!("{topic}.dlq");
+    // Deployed functions never create topics (the reindex setup job does): create both, as
+    // compose's kafka-init does for sam local.
+    create_topics(&setup.kafka, &[&topic, &dead_letter_topic]).await;
+
+    // The environment `sam local invoke` gives this function, with the compose hostnames swapped
+    // for the test's services and per-test names; a variable the template does not declare is
+    // never added (OPENSEARCH_INDEX aside, which only names this test's alias).
+    let resolved = setup.resolved["invoke"][&function.logical_id]["environment"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{}: not in the resolved template", function.logical_id));
+    let mut env: Vec<(String, String)> =
+        resolved.iter().map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned())).collect();
+    let replacements = [
+        ("REDIS_URL", setup.redis_url.as_str()),
+        ("REDIS_KEY_PREFIX", key_prefix.as_str()),
+        ("KAFKA_BOOTSTRAP_SERVERS", setup.kafka.as_str()),
+        ("KAFKA_TOPIC", topic.as_str()),
+        ("KAFKA_DLQ_TOPIC", dead_letter_topic.as_str()),
+        ("OPENSEARCH_URL", setup.opensearch_url.as_str()),
+    ];
+    for (name, value) in &mut env {
+        if let Some((_, replacement)) = replacements.iter().find(|(n, _)| n == name) {
+            *value = (*replacement).to_owned();
+        }
+    }
+    if resolved.contains_key("OPENSEARCH_URL") {
+        env.push(("OPENSEARCH_INDEX".to_owned(), alias.clone()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
 
     let (text, _) = events::read_event(expectation.file);
-    let emulator = Emulator::start(
-        &setup.rie,
-        &bootstrap,
-        expectation.function,
-        &[
-            ("REDIS_URL", setup.redis_url.as_str()),
-            ("REDIS_KEY_PREFIX", key_prefix.as_str()),
-            ("REQUIRE_IF_MATCH", "true"),
-            ("KAFKA_BOOTSTRAP_SERVERS", setup.kafka.as_str()),
-            ("KAFKA_TOPIC", topic.as_str()),
-            ("OPENSEARCH_URL", setup.opensearch_url.as_str()),
-            ("OPENSEARCH_INDEX", alias.as_str()),
-        ],
-    );
+    let emulator = Emulator::start(&setup.rie, &bootstrap, expectation.function, &env);
 
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client");
     let url = format!("http://127.0.0.1:{}/2015-03-31/functions/function/invocations", emulator.port);
@@ -295,6 +319,14 @@ impl Emulator {
         {
             let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
         }
+    }
+}
+
+async fn create_topics(bootstrap: &str, topics: &[&str]) {
+    let client = rskafka::client::ClientBuilder::new(vec![bootstrap.to_owned()]).build().await.expect("Kafka client");
+    let controller = client.controller_client().expect("controller");
+    for topic in topics {
+        controller.create_topic(*topic, 1, 1, 5_000).await.unwrap_or_else(|e| panic!("create {topic}: {e}"));
     }
 }
 
