@@ -113,6 +113,70 @@ async fn every_built_function_answers_its_sample_event_under_the_lambda_runtime_
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `sam local start-api` runs no JWT authorizer, so there a function verifies the bearer token
+/// itself against the local issuer's JWKS: get-plan runs with exactly its resolved start-api
+/// environment (compose hostnames swapped for the test's services, the compose `jwks` URL for a
+/// loopback server publishing a plan-local issuer's keys). A plan-local token gets the plan; the
+/// same request without it, or with only the authorizer claims of the sample event, is a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_sam_local_start_api_a_function_verifies_plan_local_tokens_itself() {
+    let Some(setup) = setup() else { return };
+    let function = sam::function_for_binary("get-plan").expect("get-plan in template.yaml");
+    let bootstrap = setup.lambda_dir.join(&function.logical_id).join("bootstrap");
+
+    let issuer = plan_http::auth::LocalIssuer::generate("plan-local", "plan-api", jsonwebtoken::Algorithm::RS256).expect("issuer");
+    let jwks = plan_e2e::jwks::JwksServer::start(&issuer.jwks()).await;
+    let token = issuer
+        .mint(&plan_http::auth::Grant {
+            subject: "local-developer".to_owned(),
+            scopes: vec!["plans:read".to_owned()],
+            org: None,
+            ttl: Duration::from_secs(600),
+        })
+        .expect("token");
+
+    let key_prefix = plan_e2e::unique_prefix();
+    let store = Arc::new(
+        RedisStore::new(&plan_store::RedisConfig {
+            urls: vec![setup.redis_url.clone()],
+            cluster: false,
+            key_prefix: key_prefix.clone(),
+            op_timeout: Duration::from_millis(1500),
+            ca_pem: None,
+        })
+        .expect("Redis client"),
+    );
+    let index = plan_index::EmbeddedIndex::new();
+    events::seed_into(&Backends::with_store(store, WritePolicy::default()), &index, events::Seed::SamplePlan).await;
+
+    let resolved = setup.resolved["start_api"][&function.logical_id]["environment"].as_object().expect("resolved start-api environment");
+    assert_eq!(resolved["JWKS_URL"], "http://jwks:8080/jwks.json", "the compose jwks service");
+    let replacements = [("REDIS_URL", setup.redis_url.clone()), ("REDIS_KEY_PREFIX", key_prefix), ("JWKS_URL", jwks.url())];
+    let env: Vec<(String, String)> = resolved
+        .iter()
+        .map(|(name, value)| {
+            let replaced = replacements.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+            (name.clone(), replaced.unwrap_or_else(|| value.as_str().unwrap_or_default().to_owned()))
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let emulator = Emulator::start(&setup.rie, &bootstrap, "get-plan", &env);
+
+    let (_, mut event) = events::read_event("get-plan.json");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client");
+    let url = format!("http://127.0.0.1:{}/2015-03-31/functions/function/invocations", emulator.port);
+    let invoke = async |event: &Value| -> u64 {
+        let answer: Value = client.post(&url).body(event.to_string()).send().await.expect("invoke").json().await.expect("JSON");
+        answer["statusCode"].as_u64().unwrap_or_else(|| panic!("no statusCode in {answer}\n{}", emulator.log()))
+    };
+    assert_eq!(invoke(&event).await, 401, "authorizer claims alone are not trusted under sam local start-api");
+    event["requestContext"].as_object_mut().expect("requestContext").remove("authorizer");
+    assert_eq!(invoke(&event).await, 401, "no token");
+    event["headers"]["authorization"] = Value::String(format!("Bearer {token}"));
+    assert_eq!(invoke(&event).await, 200, "a plan-local token\n{}", emulator.log());
+    emulator.stop();
+}
+
 async fn cold_start(setup: &Setup, expectation: &Expectation) -> ColdStart {
     let function = sam::function_for_binary(expectation.function)
         .unwrap_or_else(|| panic!("{} has no function resource in template.yaml", expectation.function));
