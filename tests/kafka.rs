@@ -17,6 +17,7 @@ fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
         tls: false,
         timeout: Duration::from_secs(5),
         create_partitions: 3,
+        topic_creation: plan_events::TopicCreation::WithReplicationFactor(1),
         auth: KafkaAuth::None,
     }
 }

@@ -1,12 +1,16 @@
 //! Every built function as a real Lambda: `sam build`'s `bootstrap` runs under the AWS Lambda
 //! Runtime Interface Emulator (shipped in the aws-sam-cli wheel), on loopback ports, against the
-//! test script's Redis; each sample event goes through the runtime API and must answer as in
-//! tests/events.rs. Cold-start figures (INIT REPORT, first invocation, peak memory, binary size)
-//! are printed and written to `PLAN_TEST_LAMBDA_REPORT` when set.
+//! test script's Redis, Kafka and OpenSearch; each sample event goes through the runtime API and
+//! must answer as in tests/events.rs. Each function runs with exactly the environment `sam local
+//! invoke` would give it (template.yaml, samconfig.toml and sam-env-invoke.json resolved by the
+//! SAM CLI itself: scripts/sam-resolve.py), with only the service addresses and the per-test names
+//! (key prefix, topics, index alias) replaced by the test's own. Cold-start figures (INIT REPORT,
+//! first invocation, peak memory, binary size) are printed and written to
+//! `PLAN_TEST_LAMBDA_REPORT` when set.
 //!
 //! Needs `PLAN_TEST_LAMBDA_DIR` (sam build's output, `.aws-sam/build`), `PLAN_TEST_RIE` (the
-//! emulator binary) and `PLAN_TEST_REDIS_URL`; scripts/test sets all three, or sets
-//! `PLAN_TEST_SKIP_LAMBDA=1` when it skipped the build.
+//! emulator binary), `PLAN_TEST_SAM_PYTHON` and the service variables; scripts/test sets them, or
+//! sets `PLAN_TEST_SKIP_LAMBDA=1` when it skipped the build.
 
 use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Read};
@@ -53,6 +57,8 @@ struct Setup {
     redis_url: String,
     kafka: String,
     opensearch_url: String,
+    /// template.yaml as the SAM CLI resolves it.
+    resolved: Value,
 }
 
 fn setup() -> Option<Setup> {
@@ -66,6 +72,7 @@ fn setup() -> Option<Setup> {
         redis_url: service_var("PLAN_TEST_REDIS_URL")?,
         kafka: service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS")?,
         opensearch_url: service_var("PLAN_TEST_OPENSEARCH_URL")?,
+        resolved: sam::resolved()?,
     })
 }
 
@@ -106,6 +113,70 @@ async fn every_built_function_answers_its_sample_event_under_the_lambda_runtime_
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
+/// `sam local start-api` runs no JWT authorizer, so there a function verifies the bearer token
+/// itself against the local issuer's JWKS: get-plan runs with exactly its resolved start-api
+/// environment (compose hostnames swapped for the test's services, the compose `jwks` URL for a
+/// loopback server publishing a plan-local issuer's keys). A plan-local token gets the plan; the
+/// same request without it, or with only the authorizer claims of the sample event, is a 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_sam_local_start_api_a_function_verifies_plan_local_tokens_itself() {
+    let Some(setup) = setup() else { return };
+    let function = sam::function_for_binary("get-plan").expect("get-plan in template.yaml");
+    let bootstrap = setup.lambda_dir.join(&function.logical_id).join("bootstrap");
+
+    let issuer = plan_http::auth::LocalIssuer::generate("plan-local", "plan-api", jsonwebtoken::Algorithm::RS256).expect("issuer");
+    let jwks = plan_e2e::jwks::JwksServer::start(&issuer.jwks()).await;
+    let token = issuer
+        .mint(&plan_http::auth::Grant {
+            subject: "local-developer".to_owned(),
+            scopes: vec!["plans:read".to_owned()],
+            org: None,
+            ttl: Duration::from_secs(600),
+        })
+        .expect("token");
+
+    let key_prefix = plan_e2e::unique_prefix();
+    let store = Arc::new(
+        RedisStore::new(&plan_store::RedisConfig {
+            urls: vec![setup.redis_url.clone()],
+            cluster: false,
+            key_prefix: key_prefix.clone(),
+            op_timeout: Duration::from_millis(1500),
+            ca_pem: None,
+        })
+        .expect("Redis client"),
+    );
+    let index = plan_index::EmbeddedIndex::new();
+    events::seed_into(&Backends::with_store(store, WritePolicy::default()), &index, events::Seed::SamplePlan).await;
+
+    let resolved = setup.resolved["start_api"][&function.logical_id]["environment"].as_object().expect("resolved start-api environment");
+    assert_eq!(resolved["JWKS_URL"], "http://jwks:8080/jwks.json", "the compose jwks service");
+    let replacements = [("REDIS_URL", setup.redis_url.clone()), ("REDIS_KEY_PREFIX", key_prefix), ("JWKS_URL", jwks.url())];
+    let env: Vec<(String, String)> = resolved
+        .iter()
+        .map(|(name, value)| {
+            let replaced = replacements.iter().find(|(n, _)| n == name).map(|(_, v)| v.clone());
+            (name.clone(), replaced.unwrap_or_else(|| value.as_str().unwrap_or_default().to_owned()))
+        })
+        .collect();
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
+    let emulator = Emulator::start(&setup.rie, &bootstrap, "get-plan", &env);
+
+    let (_, mut event) = events::read_event("get-plan.json");
+    let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client");
+    let url = format!("http://127.0.0.1:{}/2015-03-31/functions/function/invocations", emulator.port);
+    let invoke = async |event: &Value| -> u64 {
+        let answer: Value = client.post(&url).body(event.to_string()).send().await.expect("invoke").json().await.expect("JSON");
+        answer["statusCode"].as_u64().unwrap_or_else(|| panic!("no statusCode in {answer}\n{}", emulator.log()))
+    };
+    assert_eq!(invoke(&event).await, 401, "authorizer claims alone are not trusted under sam local start-api");
+    event["requestContext"].as_object_mut().expect("requestContext").remove("authorizer");
+    assert_eq!(invoke(&event).await, 401, "no token");
+    event["headers"]["authorization"] = Value::String(format!("Bearer {token}"));
+    assert_eq!(invoke(&event).await, 200, "a plan-local token\n{}", emulator.log());
+    emulator.stop();
+}
+
 async fn cold_start(setup: &Setup, expectation: &Expectation) -> ColdStart {
     let function = sam::function_for_binary(expectation.function)
         .unwrap_or_else(|| panic!("{} has no function resource in template.yaml", expectation.function));
@@ -131,22 +202,39 @@ async fn cold_start(setup: &Setup, expectation: &Expectation) -> ColdStart {
         plan_index::OpenSearchIndex::new(&plan_index::OpenSearchConfig::for_tests(&setup.opensearch_url, &alias)).expect("index client");
     events::seed_into(&Backends::with_store(store, WritePolicy::default()), &index, expectation.seed).await;
     let topic = format!("plan_operations_rie_{}", plan_e2e::tag());
+    let dead_letter_topic = format!("{topic}.dlq");
+    // Deployed functions never create topics (the reindex setup job does): create both, as
+    // compose's kafka-init does for sam local.
+    create_topics(&setup.kafka, &[&topic, &dead_letter_topic]).await;
+
+    // The environment `sam local invoke` gives this function, with the compose hostnames swapped
+    // for the test's services and per-test names; a variable the template does not declare is
+    // never added (OPENSEARCH_INDEX aside, which only names this test's alias).
+    let resolved = setup.resolved["invoke"][&function.logical_id]["environment"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{}: not in the resolved template", function.logical_id));
+    let mut env: Vec<(String, String)> =
+        resolved.iter().map(|(name, value)| (name.clone(), value.as_str().unwrap_or_default().to_owned())).collect();
+    let replacements = [
+        ("REDIS_URL", setup.redis_url.as_str()),
+        ("REDIS_KEY_PREFIX", key_prefix.as_str()),
+        ("KAFKA_BOOTSTRAP_SERVERS", setup.kafka.as_str()),
+        ("KAFKA_TOPIC", topic.as_str()),
+        ("KAFKA_DLQ_TOPIC", dead_letter_topic.as_str()),
+        ("OPENSEARCH_URL", setup.opensearch_url.as_str()),
+    ];
+    for (name, value) in &mut env {
+        if let Some((_, replacement)) = replacements.iter().find(|(n, _)| n == name) {
+            *value = (*replacement).to_owned();
+        }
+    }
+    if resolved.contains_key("OPENSEARCH_URL") {
+        env.push(("OPENSEARCH_INDEX".to_owned(), alias.clone()));
+    }
+    let env: Vec<(&str, &str)> = env.iter().map(|(n, v)| (n.as_str(), v.as_str())).collect();
 
     let (text, _) = events::read_event(expectation.file);
-    let emulator = Emulator::start(
-        &setup.rie,
-        &bootstrap,
-        expectation.function,
-        &[
-            ("REDIS_URL", setup.redis_url.as_str()),
-            ("REDIS_KEY_PREFIX", key_prefix.as_str()),
-            ("REQUIRE_IF_MATCH", "true"),
-            ("KAFKA_BOOTSTRAP_SERVERS", setup.kafka.as_str()),
-            ("KAFKA_TOPIC", topic.as_str()),
-            ("OPENSEARCH_URL", setup.opensearch_url.as_str()),
-            ("OPENSEARCH_INDEX", alias.as_str()),
-        ],
-    );
+    let emulator = Emulator::start(&setup.rie, &bootstrap, expectation.function, &env);
 
     let client = reqwest::Client::builder().timeout(Duration::from_secs(30)).build().expect("HTTP client");
     let url = format!("http://127.0.0.1:{}/2015-03-31/functions/function/invocations", emulator.port);
@@ -295,6 +383,14 @@ impl Emulator {
         {
             let _ = Command::new("kill").arg("-KILL").arg(pid.to_string()).status();
         }
+    }
+}
+
+async fn create_topics(bootstrap: &str, topics: &[&str]) {
+    let client = rskafka::client::ClientBuilder::new(vec![bootstrap.to_owned()]).build().await.expect("Kafka client");
+    let controller = client.controller_client().expect("controller");
+    for topic in topics {
+        controller.create_topic(*topic, 1, 1, 5_000).await.unwrap_or_else(|e| panic!("create {topic}: {e}"));
     }
 }
 

@@ -27,6 +27,7 @@ fn kafka_config(bootstrap: &str, timeout: Duration) -> KafkaConfig {
         tls: false,
         timeout,
         create_partitions: 3,
+        topic_creation: plan_events::TopicCreation::WithReplicationFactor(1),
         auth: KafkaAuth::None,
     }
 }

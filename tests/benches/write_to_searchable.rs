@@ -91,6 +91,7 @@ async fn main() {
         tls: false,
         timeout: Duration::from_secs(5),
         create_partitions: 3,
+        topic_creation: plan_events::TopicCreation::WithReplicationFactor(1),
         auth: KafkaAuth::None,
     };
     let index = Arc::new(EmbeddedIndex::new());

@@ -60,7 +60,7 @@ pub fn full_token() -> String {
 
 /// Verifies test-issuer tokens, with tenant isolation on `org_claim` when given.
 pub fn test_auth(org_claim: Option<&str>) -> Authenticator {
-    let claims = ClaimRules { org_claim: org_claim.map(str::to_owned), default_scopes: Vec::new() };
+    let claims = ClaimRules { org_claim: org_claim.map(str::to_owned), ..ClaimRules::default() };
     Authenticator::local(test_issuer(), vec![Algorithm::RS256], claims)
 }
 

@@ -110,3 +110,20 @@ pub fn function_crates() -> Vec<String> {
     names.sort();
     names
 }
+
+/// template.yaml resolved by the pinned SAM CLI itself (scripts/sam-resolve.py, run with the
+/// Python of the tools virtualenv named by `PLAN_TEST_SAM_PYTHON`, which scripts/test sets): each
+/// function's environment under `sam local start-api`, `sam local invoke` and in a deployed stack,
+/// the transformed template and its conditions. `None` (the test skips) without the variable.
+pub fn resolved() -> Option<serde_json::Value> {
+    let python = crate::service_var("PLAN_TEST_SAM_PYTHON")?;
+    let script = workspace_root().join("scripts/sam-resolve.py");
+    let output = std::process::Command::new(&python)
+        .arg(&script)
+        .current_dir(workspace_root())
+        .env("SAM_CLI_TELEMETRY", "0")
+        .output()
+        .unwrap_or_else(|e| panic!("run {python} {}: {e}", script.display()));
+    assert!(output.status.success(), "sam-resolve.py failed:\n{}", String::from_utf8_lossy(&output.stderr));
+    Some(serde_json::from_slice(&output.stdout).expect("sam-resolve.py prints JSON"))
+}

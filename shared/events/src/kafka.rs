@@ -26,20 +26,44 @@ pub struct KafkaConfig {
     pub tls: bool,
     /// Upper bound for one publish, connection included.
     pub timeout: Duration,
-    /// Partitions for the topic when this client has to create it (local brokers).
+    /// Partitions for the topic when this client has to create it.
     pub create_partitions: i32,
+    /// Whether a missing topic is created, and how.
+    pub topic_creation: TopicCreation,
     /// How the brokers authenticate this client.
     pub auth: KafkaAuth,
 }
 
-/// Broker authentication.
+/// What a producer does when its topic does not exist.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TopicCreation {
+    /// Fail: the topic must have been created, with its durability settings, beforehand (the
+    /// deployed default; the API stack's topic setup creates both topics).
+    Never,
+    /// Create it with this replication factor (local brokers: 1).
+    WithReplicationFactor(i16),
+}
+
+/// A password that never shows in Debug output or logs.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Broker authentication (`KAFKA_AUTH`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KafkaAuth {
-    /// None (local brokers, or MSK's plaintext/TLS listeners).
+    /// None (local brokers, or MSK's plaintext and unauthenticated TLS listeners).
     None,
     /// Amazon MSK IAM: SASL OAUTHBEARER with tokens signed by the function's role for `region`.
-    /// Needs the `msk` feature.
+    /// Needs the `aws` feature.
     MskIam { region: String },
+    /// SASL/SCRAM-SHA-512 (MSK's 9096 listener; the credentials of an `AmazonMSK_` secret).
+    ScramSha512 { username: String, password: Secret },
 }
 
 /// A producer with durable acknowledgement (rskafka always asks for acks = all), connected on
@@ -59,9 +83,6 @@ struct Connection {
 }
 
 type KafkaError = rskafka::client::error::Error;
-
-/// "The broker's default replication factor" in a CreateTopics request.
-const BROKER_DEFAULT_REPLICATION: i16 = -1;
 
 /// The codec of every record this producer writes.
 pub const CHANGE_EVENT_COMPRESSION: Compression = Compression::Lz4;
@@ -96,7 +117,8 @@ impl KafkaPublisher {
         Ok(connection)
     }
 
-    /// The topic's partition count, creating the topic when it does not exist yet.
+    /// The topic's partition count, creating the topic when it does not exist yet and this
+    /// producer may (never with replication factor 1 on a real cluster: see [`TopicCreation`]).
     async fn partition_count(&self, client: &Client) -> Result<i32, KafkaError> {
         let count = |topics: &[rskafka::topic::Topic]| {
             topics.iter().find(|t| t.name == self.config.topic).map(|t| t.partitions.len().max(1) as i32)
@@ -104,10 +126,14 @@ impl KafkaPublisher {
         if let Some(n) = count(&client.list_topics().await?) {
             return Ok(n);
         }
+        let TopicCreation::WithReplicationFactor(replication_factor) = self.config.topic_creation else {
+            return Err(KafkaError::InvalidResponse(format!(
+                "topic {} does not exist (this producer does not create topics; see README, \"Deploy to AWS\")",
+                self.config.topic
+            )));
+        };
         let controller = client.controller_client()?;
-        // Replication factor -1: the broker's `default.replication.factor` (CreateTopics v4+,
-        // Kafka 2.4+), never a hard-coded 1 that a real cluster's min.insync.replicas refuses.
-        match controller.create_topic(&self.config.topic, self.config.create_partitions, BROKER_DEFAULT_REPLICATION, 5_000).await {
+        match controller.create_topic(&self.config.topic, self.config.create_partitions, replication_factor, 5_000).await {
             Ok(()) => Ok(self.config.create_partitions),
             // Created meanwhile by someone else: ask again.
             Err(_) => Ok(count(&client.list_topics().await?).unwrap_or(self.config.create_partitions)),
@@ -122,6 +148,16 @@ impl KafkaPublisher {
         let client = Arc::new(connection.client.partition_client(self.config.topic.clone(), partition, UnknownTopicHandling::Retry).await?);
         clients.insert(partition, client.clone());
         Ok(client)
+    }
+
+    /// Connects and makes sure the topic exists (creating it as [`TopicCreation`] allows);
+    /// returns its partition count.
+    pub async fn ensure_topic(&self) -> Result<i32, PublishError> {
+        let work = async { self.connection().await.map(|c| c.partition_count) };
+        match tokio::time::timeout(self.config.timeout.max(Duration::from_secs(10)), work).await {
+            Ok(result) => result.map_err(PublishError::new),
+            Err(_) => Err(PublishError::new("Kafka did not answer in time")),
+        }
     }
 
     /// Produces one keyed record; returns its partition and offset.
@@ -216,11 +252,15 @@ pub async fn connect(config: &KafkaConfig) -> Result<Arc<Client>, rskafka::clien
     }
     match &config.auth {
         KafkaAuth::None => {}
-        #[cfg(feature = "msk")]
+        #[cfg(feature = "aws")]
         KafkaAuth::MskIam { region } => builder = builder.sasl_config(crate::msk::iam_sasl(region.clone())),
-        #[cfg(not(feature = "msk"))]
+        #[cfg(not(feature = "aws"))]
         KafkaAuth::MskIam { .. } => {
-            return Err(rskafka::client::error::Error::InvalidResponse("MSK IAM authentication needs the `msk` feature".into()));
+            return Err(rskafka::client::error::Error::InvalidResponse("MSK IAM authentication needs the `aws` feature".into()));
+        }
+        KafkaAuth::ScramSha512 { username, password } => {
+            let credentials = rskafka::client::Credentials::new(username.clone(), password.0.clone());
+            builder = builder.sasl_config(rskafka::client::SaslConfig::ScramSha512(credentials));
         }
     }
     builder.build().await.map(Arc::new)

@@ -98,6 +98,7 @@ fn config(bootstrap: &str) -> KafkaConfig {
         tls: false,
         timeout: Duration::from_secs(1),
         create_partitions: 1,
+        topic_creation: plan_events::TopicCreation::WithReplicationFactor(1),
         auth: KafkaAuth::None,
     }
 }

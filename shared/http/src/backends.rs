@@ -78,7 +78,11 @@ impl Backends {
             (None, Deployment::Local) => InProcessBus::start(&config.topic, indexer.clone()),
             (None, Deployment::Lambda) => Arc::new(NoPublisher),
         };
-        let claims = ClaimRules { org_claim: config.org_claim.clone(), default_scopes: config.default_scopes.clone() };
+        let claims = ClaimRules {
+            org_claim: config.org_claim.clone(),
+            default_scopes: config.default_scopes.clone(),
+            scope_names: config.scope_names.clone(),
+        };
         let auth = Authenticator::from_config(&config.auth, claims)?;
         Ok(Self { store: store.clone(), walk: store, publisher, index, indexer, probes, policy: config.write_policy, auth })
     }

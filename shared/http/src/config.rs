@@ -9,11 +9,11 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use plan::WritePolicy;
-use plan_events::{KafkaAuth, KafkaConfig};
+use plan_events::{KafkaAuth, KafkaConfig, Secret, TopicCreation};
 use plan_index::OpenSearchConfig;
 use plan_store::RedisConfig;
 
-use crate::auth::{GatewayRules, JwtRules, Scope};
+use crate::auth::{GatewayRules, JwtRules, Scope, ScopeNames};
 
 /// Where the handlers run: on Lambda a real store is mandatory; locally the embedded one is the
 /// default.
@@ -34,12 +34,21 @@ pub struct Config {
     /// (local server only).
     pub kafka: Option<KafkaConfig>,
     /// `MSK_CLUSTER_ARN`: with no `KAFKA_BOOTSTRAP_SERVERS`, the brokers are looked up once per
-    /// cold start with MSK's GetBootstrapBrokers (IAM listener; `msk` feature).
+    /// cold start with MSK's GetBootstrapBrokers (IAM listener; `aws` feature).
     pub msk_cluster_arn: Option<String>,
+    /// Secrets resolved once per cold start from Secrets Manager (`aws` feature), so that no
+    /// password sits in the function's environment.
+    pub secrets: SecretRefs,
+    /// `CHANGE_EVENTS` (`on` by default): `off` runs the writing functions on Lambda without
+    /// Kafka (a stack without events and search); changes then stay marked unpublished.
+    pub change_events: bool,
     /// `KAFKA_TOPIC` (default `plan_operations`): the change topic (also the in-process bus's name).
     pub topic: String,
     /// `KAFKA_DLQ_TOPIC` (default `<KAFKA_TOPIC>.dlq`): where the indexer sends poison records.
     pub dead_letter_topic: String,
+    /// `KAFKA_REPLICATION_FACTOR` (default 1 locally, 3 on Lambda): what topics are created with,
+    /// by a producer that may (`KAFKA_CREATE_TOPICS`) and by the reindex function's `setup` job.
+    pub replication_factor: i16,
     /// `OPENSEARCH_URL` and the other `OPENSEARCH_*` variables (see [`OpenSearchConfig`]): the
     /// search index. Unset: the embedded in-memory index (the search functions on Lambda refuse
     /// to start without it).
@@ -61,6 +70,20 @@ pub struct Config {
     /// `JWT_DEFAULT_SCOPES`: scopes for tokens without any scope claim (Google ID tokens). Needs
     /// `ORG_CLAIM`, so that it never extends to every account the issuer knows.
     pub default_scopes: Vec<Scope>,
+    /// `JWT_READ_SCOPE` / `JWT_WRITE_SCOPE` (default `plans:read` / `plans:write`): the scope
+    /// names the issuer writes into tokens (Cognito: `<resource server>/<scope>`).
+    pub scope_names: ScopeNames,
+}
+
+/// ARNs of Secrets Manager secrets to resolve at cold start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SecretRefs {
+    /// `REDIS_AUTH_SECRET_ARN`: the Redis password (a plain AUTH token) or `{"username",
+    /// "password"}` of an ElastiCache user, put into every `REDIS_URL`.
+    pub redis_auth: Option<String>,
+    /// `KAFKA_SASL_SECRET_ARN`: `{"username", "password"}` for `KAFKA_AUTH=scram` (an MSK
+    /// `AmazonMSK_` secret).
+    pub kafka_sasl: Option<String>,
 }
 
 /// How requests are authenticated.
@@ -176,23 +199,65 @@ impl Config {
         {
             problems.push("MSK_CLUSTER_ARN: an MSK cluster ARN (arn:aws:kafka:...)".to_owned());
         }
-        let auth = match var("KAFKA_AUTH").unwrap_or(if msk_cluster_arn.is_some() { "iam" } else { "none" }) {
-            "none" => KafkaAuth::None,
+        let kafka_sasl_secret = var("KAFKA_SASL_SECRET_ARN").map(str::to_owned);
+        let auth_name = var("KAFKA_AUTH").unwrap_or(if msk_cluster_arn.is_some() { "iam" } else { "none" });
+        let (auth, auth_tls) = match auth_name {
+            "none" => (KafkaAuth::None, false),
+            "tls" => (KafkaAuth::None, true),
             "iam" => match var("AWS_REGION") {
-                Some(region) => KafkaAuth::MskIam { region: region.to_owned() },
+                Some(region) => (KafkaAuth::MskIam { region: region.to_owned() }, true),
                 None => {
                     problems.push("KAFKA_AUTH=iam needs AWS_REGION (Lambda sets it)".to_owned());
-                    KafkaAuth::None
+                    (KafkaAuth::None, true)
                 }
             },
+            "scram" => {
+                let username = var("KAFKA_SASL_USERNAME").unwrap_or_default().to_owned();
+                let password = Secret(var("KAFKA_SASL_PASSWORD").unwrap_or_default().to_owned());
+                if kafka_sasl_secret.is_none() && (username.is_empty() || password.0.is_empty()) {
+                    problems.push(
+                        "KAFKA_AUTH=scram needs KAFKA_SASL_SECRET_ARN (Secrets Manager) or KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD"
+                            .to_owned(),
+                    );
+                }
+                (KafkaAuth::ScramSha512 { username, password }, true)
+            }
             other => {
-                problems.push(format!("KAFKA_AUTH: expected none or iam, got {other:?}"));
-                KafkaAuth::None
+                problems.push(format!("KAFKA_AUTH: expected none, tls, iam or scram, got {other:?}"));
+                (KafkaAuth::None, false)
             }
         };
-        if auth != KafkaAuth::None && !cfg!(feature = "msk") {
-            problems.push("KAFKA_AUTH=iam / MSK_CLUSTER_ARN: this build lacks the `msk` feature".to_owned());
+        if kafka_sasl_secret.is_some() && auth_name != "scram" {
+            problems.push("KAFKA_SASL_SECRET_ARN is only read with KAFKA_AUTH=scram".to_owned());
         }
+        let redis_auth_secret = var("REDIS_AUTH_SECRET_ARN").map(str::to_owned);
+        let needs_aws = matches!(auth, KafkaAuth::MskIam { .. }) || kafka_sasl_secret.is_some() || redis_auth_secret.is_some();
+        if needs_aws && !cfg!(feature = "aws") {
+            problems.push(
+                "KAFKA_AUTH=iam, MSK_CLUSTER_ARN, KAFKA_SASL_SECRET_ARN and REDIS_AUTH_SECRET_ARN need a build with the `aws` feature"
+                    .to_owned(),
+            );
+        }
+        // Topics are created only where that is safe: local brokers, replication factor 1. On
+        // Lambda a missing topic is an error unless KAFKA_CREATE_TOPICS says otherwise, and the
+        // replication factor defaults to 3 (the template allows 2 or 3).
+        let create_topics = parse_or(
+            var("KAFKA_CREATE_TOPICS"),
+            deployment == Deployment::Local,
+            "KAFKA_CREATE_TOPICS",
+            "true or false",
+            &mut problems,
+            parse_bool,
+        );
+        let default_replication: i16 = if deployment == Deployment::Local { 1 } else { 3 };
+        let replication_factor = parse_or(
+            var("KAFKA_REPLICATION_FACTOR"),
+            default_replication,
+            "KAFKA_REPLICATION_FACTOR",
+            "a replication factor from 1 to 5",
+            &mut problems,
+            |v| v.parse::<i16>().ok().filter(|n| (1..=5).contains(n)),
+        );
         let servers: Option<Vec<String>> = match (var("KAFKA_BOOTSTRAP_SERVERS"), &msk_cluster_arn) {
             (Some(raw), _) => {
                 let servers: Vec<String> = raw.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect();
@@ -208,12 +273,22 @@ impl Config {
         let kafka = servers.map(|bootstrap_servers| KafkaConfig {
             bootstrap_servers,
             topic: topic.clone(),
-            // MSK's IAM listener is TLS-only.
-            tls: kafka_tls || auth != KafkaAuth::None,
+            // MSK's IAM and SCRAM listeners are TLS-only.
+            tls: kafka_tls || auth_tls,
             timeout: Duration::from_millis(kafka_timeout_ms),
             create_partitions: partitions,
+            topic_creation: if create_topics { TopicCreation::WithReplicationFactor(replication_factor) } else { TopicCreation::Never },
             auth,
         });
+
+        let change_events = parse_or(var("CHANGE_EVENTS"), true, "CHANGE_EVENTS", "on or off", &mut problems, |v| match v {
+            "on" => Some(true),
+            "off" => Some(false),
+            _ => None,
+        });
+        if !change_events && kafka.is_some() {
+            problems.push("CHANGE_EVENTS=off contradicts KAFKA_BOOTSTRAP_SERVERS / MSK_CLUSTER_ARN".to_owned());
+        }
 
         let redis = match var("REDIS_URL") {
             Some(raw) => {
@@ -251,6 +326,37 @@ impl Config {
         if org_claim.as_ref().is_some_and(|claim| claim.len() > 256 || claim.chars().any(|c| c.is_whitespace() || c.is_control())) {
             problems.push("ORG_CLAIM: a claim name, without spaces".to_owned());
         }
+        // A deployed function never serves every organisation by omission: isolation is
+        // configured (ORG_CLAIM) or explicitly switched off (TENANT_ISOLATION=off).
+        let isolation = var("TENANT_ISOLATION");
+        let isolation_off = match isolation {
+            None | Some("on") => false,
+            Some("off") => true,
+            Some(other) => {
+                problems.push(format!("TENANT_ISOLATION: expected on or off, got {other:?}"));
+                false
+            }
+        };
+        match (isolation_off, org_claim.is_some()) {
+            (true, true) => problems.push("TENANT_ISOLATION=off contradicts ORG_CLAIM; set one of them".to_owned()),
+            (false, false) if deployment == Deployment::Lambda || isolation == Some("on") => problems.push(
+                "ORG_CLAIM is required (the claim naming the caller's organisation), or TENANT_ISOLATION=off to let every caller see every organisation's plans"
+                    .to_owned(),
+            ),
+            _ => {}
+        }
+        let scope_names = ScopeNames {
+            read: var("JWT_READ_SCOPE").unwrap_or(Scope::PlansRead.as_str()).to_owned(),
+            write: var("JWT_WRITE_SCOPE").unwrap_or(Scope::PlansWrite.as_str()).to_owned(),
+        };
+        for (name, value) in [("JWT_READ_SCOPE", &scope_names.read), ("JWT_WRITE_SCOPE", &scope_names.write)] {
+            if value.len() > 256 || value.chars().any(|c| c.is_whitespace() || c.is_control() || c == '"' || c == '\\') {
+                problems.push(format!("{name}: one scope name, without spaces or quotes"));
+            }
+        }
+        if scope_names.read == scope_names.write {
+            problems.push("JWT_READ_SCOPE and JWT_WRITE_SCOPE must differ (neither implies the other)".to_owned());
+        }
         let default_scopes =
             parse_or(var("JWT_DEFAULT_SCOPES"), Vec::new(), "JWT_DEFAULT_SCOPES", "plans:read and/or plans:write", &mut problems, |raw| {
                 list(raw).iter().map(|name| Scope::parse(name)).collect()
@@ -269,8 +375,11 @@ impl Config {
                 opensearch,
                 kafka,
                 msk_cluster_arn,
+                secrets: SecretRefs { redis_auth: redis_auth_secret, kafka_sasl: kafka_sasl_secret },
+                change_events,
                 topic,
                 dead_letter_topic,
+                replication_factor,
                 write_policy: WritePolicy { require_if_match },
                 host,
                 port,
@@ -278,6 +387,7 @@ impl Config {
                 auth,
                 org_claim,
                 default_scopes,
+                scope_names,
             }),
             _ => Err(ConfigError { problems }),
         }
@@ -292,11 +402,17 @@ fn auth_config<'a>(deployment: Deployment, var: &impl Fn(&str) -> Option<&'a str
         algorithms.filter(|algorithms| !algorithms.is_empty())
     });
     let verify_in_function =
-        parse_or(var("VERIFY_JWT_IN_FUNCTION"), false, "VERIFY_JWT_IN_FUNCTION", "true or false", problems, parse_bool);
+        parse_or(var("VERIFY_JWT_IN_FUNCTION"), None, "VERIFY_JWT_IN_FUNCTION", "true or false", problems, |v| parse_bool(v).map(Some));
+    // `sam local` (which sets AWS_SAM_LOCAL) runs no JWT authorizer: there the functions verify
+    // bearer tokens themselves unless VERIFY_JWT_IN_FUNCTION=false says otherwise (`sam local
+    // invoke` with the API Gateway events of events/, which carry authorizer claims), and may
+    // fetch the JWKS over plain HTTP from another container of the compose network.
+    let sam_local = deployment == Deployment::Lambda && var("AWS_SAM_LOCAL").is_some_and(|v| parse_bool(v) == Some(true));
+    let verify_in_function = verify_in_function.unwrap_or(sam_local);
     let issuers = var("JWT_ISSUER").map(list).unwrap_or_default();
     let audiences = var("JWT_AUDIENCE").map(list).unwrap_or_default();
     let jwks = var("JWKS_URL").and_then(|raw| {
-        let location = jwks_location(raw);
+        let location = jwks_location(raw, sam_local);
         if location.is_none() {
             problems
                 .push(format!("JWKS_URL: expected an https:// URL (http:// only on loopback), a file:// URL or a file path, got {raw:?}"));
@@ -315,8 +431,20 @@ fn auth_config<'a>(deployment: Deployment, var: &impl Fn(&str) -> Option<&'a str
     };
 
     match deployment {
-        Deployment::Lambda if verify_in_function => verify("when VERIFY_JWT_IN_FUNCTION=true", problems),
-        Deployment::Lambda => Some(AuthConfig::Gateway(GatewayRules { issuers, audiences })),
+        Deployment::Lambda if verify_in_function => verify(
+            if sam_local { "under sam local (AWS_SAM_LOCAL), which runs no JWT authorizer" } else { "when VERIFY_JWT_IN_FUNCTION=true" },
+            problems,
+        ),
+        Deployment::Lambda => {
+            // The authorizer verified the token; the function checks that it was this API's
+            // issuer and audience, so a route wired to another authorizer is refused.
+            for (name, missing) in [("JWT_ISSUER", issuers.is_empty()), ("JWT_AUDIENCE", audiences.is_empty())] {
+                if missing {
+                    problems.push(format!("{name} is required on Lambda (checked against the authorizer's claims)"));
+                }
+            }
+            Some(AuthConfig::Gateway(GatewayRules { issuers, audiences }))
+        }
         Deployment::Local if var("JWKS_URL").is_some() => verify("when JWKS_URL is set", problems),
         Deployment::Local => {
             let algorithm = algorithms[0];
@@ -339,7 +467,7 @@ fn list(raw: &str) -> Vec<String> {
     raw.split(|c: char| c == ',' || c.is_whitespace()).filter(|item| !item.is_empty()).map(str::to_owned).collect()
 }
 
-fn jwks_location(raw: &str) -> Option<JwksLocation> {
+fn jwks_location(raw: &str, any_http_host: bool) -> Option<JwksLocation> {
     let Some((scheme, _)) = raw.split_once("://") else {
         return Some(JwksLocation::File(PathBuf::from(raw)));
     };
@@ -351,7 +479,7 @@ fn jwks_location(raw: &str) -> Option<JwksLocation> {
             let host = url.host_str()?;
             let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>();
             let loopback = host.eq_ignore_ascii_case("localhost") || ip.is_ok_and(|ip| ip.is_loopback());
-            loopback.then(|| JwksLocation::Url(raw.to_owned()))
+            (loopback || any_http_host).then(|| JwksLocation::Url(raw.to_owned()))
         }
         "file" => url.to_file_path().ok().map(JwksLocation::File),
         _ => None,
@@ -359,17 +487,39 @@ fn jwks_location(raw: &str) -> Option<JwksLocation> {
 }
 
 impl Config {
-    /// Looks up the brokers of `MSK_CLUSTER_ARN` when no bootstrap servers were given; once per
-    /// cold start.
-    #[cfg(feature = "msk")]
-    pub async fn resolve_msk_brokers(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    /// Once per cold start: the brokers of `MSK_CLUSTER_ARN` when no bootstrap servers were given,
+    /// and the secrets of [`SecretRefs`] (Redis password, SCRAM credentials) from Secrets Manager.
+    #[cfg(feature = "aws")]
+    pub async fn resolve_aws(&mut self) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        use plan_events::aws::{credentials_from_secret, secret_string};
         if let (Some(kafka), Some(arn)) = (self.kafka.as_mut(), self.msk_cluster_arn.as_deref())
             && kafka.bootstrap_servers.is_empty()
         {
             kafka.bootstrap_servers = plan_events::msk::bootstrap_brokers(arn).await?;
         }
+        if let (Some(kafka), Some(arn)) = (self.kafka.as_mut(), self.secrets.kafka_sasl.as_deref()) {
+            let (username, password) = credentials_from_secret(&secret_string(arn).await?);
+            let username = username.ok_or("KAFKA_SASL_SECRET_ARN: the secret has no username")?;
+            kafka.auth = KafkaAuth::ScramSha512 { username, password: Secret(password) };
+        }
+        if let (Some(redis), Some(arn)) = (self.redis.as_mut(), self.secrets.redis_auth.as_deref()) {
+            let (username, password) = credentials_from_secret(&secret_string(arn).await?);
+            redis.urls = with_credentials(&redis.urls, username.as_deref(), &password)?;
+        }
         Ok(())
     }
+}
+
+/// Each Redis URL with this username (if any) and password in its user information.
+pub fn with_credentials(urls: &[String], username: Option<&str>, password: &str) -> Result<Vec<String>, String> {
+    urls.iter()
+        .map(|raw| {
+            let mut url = reqwest::Url::parse(raw).map_err(|e| format!("REDIS_URL: {e}"))?;
+            url.set_username(username.unwrap_or_default()).map_err(|()| "REDIS_URL: cannot carry a username")?;
+            url.set_password(Some(password)).map_err(|()| "REDIS_URL: cannot carry a password")?;
+            Ok(url.to_string())
+        })
+        .collect()
 }
 
 fn parse_bool(raw: &str) -> Option<bool> {
@@ -419,24 +569,30 @@ mod tests {
             Config::from_vars(Deployment::Lambda, &vars(&[("PORT", "http"), ("REQUIRE_IF_MATCH", "maybe"), ("REDIS_TIMEOUT_MS", "0")]))
                 .unwrap_err();
         let text = error.to_string();
-        for name in ["PORT", "REQUIRE_IF_MATCH", "REDIS_TIMEOUT_MS", "REDIS_URL"] {
+        for name in ["PORT", "REQUIRE_IF_MATCH", "REDIS_TIMEOUT_MS", "REDIS_URL", "ORG_CLAIM", "JWT_ISSUER", "JWT_AUDIENCE"] {
             assert!(text.contains(name), "{name} missing from {text}");
         }
-        assert_eq!(error.problems.len(), 4);
+        assert_eq!(error.problems.len(), 7);
     }
 
     #[test]
     fn several_urls_mean_a_cluster_and_secrets_stay_out_of_debug() {
         let config = Config::from_vars(
             Deployment::Lambda,
-            &vars(&[("REDIS_URL", "redis://:secret@a:7000, redis://:secret@b:7001"), ("REQUIRE_IF_MATCH", "false")]),
+            &vars(&[
+                ("REDIS_URL", "redis://:pa55word@a:7000, redis://:pa55word@b:7001"),
+                ("REQUIRE_IF_MATCH", "false"),
+                LAMBDA_AUTH[0],
+                LAMBDA_AUTH[1],
+                LAMBDA_AUTH[2],
+            ]),
         )
         .unwrap();
         let redis = config.redis.clone().unwrap();
         assert!(redis.cluster);
         assert_eq!(redis.urls.len(), 2);
         assert!(!config.write_policy.require_if_match);
-        assert!(!format!("{config:?}").contains("secret"));
+        assert!(!format!("{config:?}").contains("pa55word"));
     }
 
     #[test]
@@ -472,20 +628,25 @@ mod tests {
         assert_eq!(error.problems.len(), 2, "issuer and audience named: {error}");
     }
 
+    /// The least a function on Lambda needs besides Redis: issuer, audience, tenant policy.
+    const LAMBDA_AUTH: [(&str, &str); 3] = [("JWT_ISSUER", "https://i"), ("JWT_AUDIENCE", "a"), ("ORG_CLAIM", "hd")];
+
     #[test]
     fn on_lambda_the_authorizer_is_trusted_unless_the_function_verifies() {
         let redis = ("REDIS_URL", "redis://cache:6379");
-        let config = Config::from_vars(Deployment::Lambda, &vars(&[redis])).unwrap();
-        assert_eq!(config.auth, AuthConfig::Gateway(GatewayRules::default()));
-        let config = Config::from_vars(Deployment::Lambda, &vars(&[redis, ("JWT_ISSUER", "https://i"), ("JWT_AUDIENCE", "a")])).unwrap();
+        let error = Config::from_vars(Deployment::Lambda, &vars(&[redis, ("ORG_CLAIM", "hd")])).unwrap_err();
+        assert_eq!(error.problems.len(), 2, "issuer and audience are checked against the authorizer's claims: {error}");
+        let config = Config::from_vars(Deployment::Lambda, &vars(&[redis, LAMBDA_AUTH[0], LAMBDA_AUTH[1], LAMBDA_AUTH[2]])).unwrap();
         assert_eq!(config.auth, AuthConfig::Gateway(GatewayRules { issuers: vec!["https://i".into()], audiences: vec!["a".into()] }));
 
-        let error = Config::from_vars(Deployment::Lambda, &vars(&[redis, ("VERIFY_JWT_IN_FUNCTION", "true")])).unwrap_err();
+        let error =
+            Config::from_vars(Deployment::Lambda, &vars(&[redis, ("ORG_CLAIM", "hd"), ("VERIFY_JWT_IN_FUNCTION", "true")])).unwrap_err();
         for name in ["JWT_ISSUER", "JWT_AUDIENCE", "JWKS_URL"] {
             assert!(error.to_string().contains(name), "{name} missing from {error}");
         }
         let verifying = vars(&[
             redis,
+            ("ORG_CLAIM", "hd"),
             ("VERIFY_JWT_IN_FUNCTION", "true"),
             ("JWKS_URL", "file:///opt/jwks.json"),
             ("JWT_ISSUER", "https://i"),
@@ -495,6 +656,117 @@ mod tests {
         let AuthConfig::Verify(jwt) = Config::from_vars(Deployment::Lambda, &verifying).unwrap().auth else { panic!("verify") };
         assert_eq!(jwt.jwks, JwksLocation::File("/opt/jwks.json".into()));
         assert_eq!(jwt.rules.algorithms, vec![Algorithm::RS256, Algorithm::ES256]);
+
+        // sam local runs no authorizer: the function verifies, and may fetch the JWKS over HTTP
+        // from another container of the compose network.
+        let sam_local = vars(&[
+            redis,
+            ("TENANT_ISOLATION", "off"),
+            ("AWS_SAM_LOCAL", "true"),
+            ("JWKS_URL", "http://jwks:8080/jwks.json"),
+            ("JWT_ISSUER", "plan-local"),
+            ("JWT_AUDIENCE", "plan-api"),
+        ]);
+        let AuthConfig::Verify(jwt) = Config::from_vars(Deployment::Lambda, &sam_local).unwrap().auth else { panic!("verify") };
+        assert_eq!(jwt.jwks, JwksLocation::Url("http://jwks:8080/jwks.json".into()));
+        let mut invoking = sam_local.clone();
+        invoking.insert("VERIFY_JWT_IN_FUNCTION".into(), "false".into());
+        assert!(
+            matches!(Config::from_vars(Deployment::Lambda, &invoking).unwrap().auth, AuthConfig::Gateway(_)),
+            "sam local invoke with events/"
+        );
+        let mut deployed = sam_local.clone();
+        deployed.remove("AWS_SAM_LOCAL");
+        deployed.insert("VERIFY_JWT_IN_FUNCTION".into(), "true".into());
+        let error = Config::from_vars(Deployment::Lambda, &deployed).unwrap_err();
+        assert!(error.to_string().contains("JWKS_URL"), "plain HTTP off loopback only under sam local: {error}");
+    }
+
+    #[test]
+    fn tenant_isolation_is_configured_or_explicitly_off_on_lambda() {
+        let base = [("REDIS_URL", "redis://cache:6379"), LAMBDA_AUTH[0], LAMBDA_AUTH[1]];
+        let error = Config::from_vars(Deployment::Lambda, &vars(&base)).unwrap_err();
+        assert!(error.to_string().contains("ORG_CLAIM is required"), "{error}");
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let mut all = base.to_vec();
+            all.extend_from_slice(extra);
+            Config::from_vars(Deployment::Lambda, &vars(&all))
+        };
+        assert_eq!(with(&[("ORG_CLAIM", "custom:org")]).unwrap().org_claim.as_deref(), Some("custom:org"));
+        assert_eq!(with(&[("TENANT_ISOLATION", "off")]).unwrap().org_claim, None);
+        assert!(with(&[("TENANT_ISOLATION", "off"), ("ORG_CLAIM", "hd")]).is_err(), "contradiction");
+        assert!(with(&[("TENANT_ISOLATION", "maybe"), ("ORG_CLAIM", "hd")]).is_err());
+        assert!(with(&[("TENANT_ISOLATION", "on")]).is_err());
+        assert!(Config::from_vars(Deployment::Local, &vars(&[])).unwrap().org_claim.is_none(), "off by default locally");
+        assert!(Config::from_vars(Deployment::Local, &vars(&[("TENANT_ISOLATION", "on")])).is_err());
+    }
+
+    #[test]
+    fn scope_names_follow_the_issuer() {
+        let config = Config::from_vars(Deployment::Local, &vars(&[])).unwrap();
+        assert_eq!((config.scope_names.read.as_str(), config.scope_names.write.as_str()), ("plans:read", "plans:write"));
+        let cognito = vars(&[("JWT_READ_SCOPE", "healthplan/plans.read"), ("JWT_WRITE_SCOPE", "healthplan/plans.write")]);
+        let config = Config::from_vars(Deployment::Local, &cognito).unwrap();
+        assert_eq!(config.scope_names.read, "healthplan/plans.read");
+        assert_eq!(config.scope_names.name(Scope::PlansWrite), "healthplan/plans.write");
+        for bad in
+            [vec![("JWT_READ_SCOPE", "a b")], vec![("JWT_READ_SCOPE", "x"), ("JWT_WRITE_SCOPE", "x")], vec![("JWT_WRITE_SCOPE", "a\"b")]]
+        {
+            assert!(Config::from_vars(Deployment::Local, &vars(&bad)).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn kafka_auth_modes_and_topic_creation() {
+        let kafka = |extra: &[(&str, &str)], deployment| {
+            let mut all = vec![("KAFKA_BOOTSTRAP_SERVERS", "b-1:9096"), ("REDIS_URL", "rediss://cache:6379")];
+            if deployment == Deployment::Lambda {
+                all.extend_from_slice(&LAMBDA_AUTH);
+            }
+            all.extend_from_slice(extra);
+            Config::from_vars(deployment, &vars(&all)).map(|c| c.kafka.unwrap())
+        };
+        let local = kafka(&[], Deployment::Local).unwrap();
+        assert_eq!(
+            (local.auth.clone(), local.tls, local.topic_creation),
+            (KafkaAuth::None, false, TopicCreation::WithReplicationFactor(1))
+        );
+        let lambda = kafka(&[("KAFKA_AUTH", "tls")], Deployment::Lambda).unwrap();
+        assert_eq!(
+            (lambda.auth, lambda.tls, lambda.topic_creation),
+            (KafkaAuth::None, true, TopicCreation::Never),
+            "never auto-created on Lambda"
+        );
+        let created = kafka(&[("KAFKA_CREATE_TOPICS", "true")], Deployment::Lambda).unwrap();
+        assert_eq!(created.topic_creation, TopicCreation::WithReplicationFactor(3));
+        // The template never lets a deployed stack ask for 1 (KafkaReplicationFactor: MinValue 2);
+        // cargo lambda watch against a one-broker local Kafka does.
+        assert!(kafka(&[("KAFKA_REPLICATION_FACTOR", "0")], Deployment::Lambda).is_err());
+
+        let scram =
+            kafka(&[("KAFKA_AUTH", "scram"), ("KAFKA_SASL_USERNAME", "u"), ("KAFKA_SASL_PASSWORD", "hunter2")], Deployment::Local).unwrap();
+        assert!(matches!(&scram.auth, KafkaAuth::ScramSha512 { username, password } if username == "u" && password.0 == "hunter2"));
+        assert!(scram.tls, "MSK's SCRAM listener is TLS");
+        assert!(!format!("{scram:?}").contains("hunter2"), "the password stays out of Debug");
+        assert!(kafka(&[("KAFKA_AUTH", "scram")], Deployment::Local).is_err(), "credentials or a secret are required");
+        let from_secret = kafka(
+            &[("KAFKA_AUTH", "scram"), ("KAFKA_SASL_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:1:secret:AmazonMSK_x")],
+            Deployment::Local,
+        );
+        assert_eq!(from_secret.is_ok(), cfg!(feature = "aws"), "secrets are resolved by the aws feature");
+        assert!(kafka(&[("KAFKA_AUTH", "kerberos")], Deployment::Local).is_err());
+        let iam = kafka(&[("KAFKA_AUTH", "iam"), ("AWS_REGION", "eu-west-1")], Deployment::Local);
+        assert_eq!(iam.is_ok(), cfg!(feature = "aws"));
+    }
+
+    #[test]
+    fn redis_credentials_go_into_every_url() {
+        let urls = vec!["rediss://cache-a:6379".to_owned(), "rediss://cache-b:6379".to_owned()];
+        assert_eq!(
+            with_credentials(&urls, None, "t0k/en").unwrap(),
+            vec!["rediss://:t0k%2Fen@cache-a:6379", "rediss://:t0k%2Fen@cache-b:6379"]
+        );
+        assert_eq!(with_credentials(&urls[..1], Some("plans"), "pw").unwrap(), vec!["rediss://plans:pw@cache-a:6379"]);
     }
 
     #[test]
@@ -545,7 +817,7 @@ mod tests {
             ("https://", false),
             ("/etc/jwks.json", true),
         ] {
-            assert_eq!(jwks_location(url).is_some(), ok, "{url}");
+            assert_eq!(jwks_location(url, false).is_some(), ok, "{url}");
         }
     }
 

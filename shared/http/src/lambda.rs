@@ -13,15 +13,16 @@ use crate::{Backends, Config, Deployment, Endpoint, router};
 type Error = lambda_http::Error;
 
 /// Cold start: logging as the function's LoggingConfig says, configuration (every problem named
-/// at once), brokers from MSK when only the cluster ARN is given, clients built once.
+/// at once), brokers from MSK when only the cluster ARN is given and secrets from Secrets Manager
+/// (once, here), clients built once.
 async fn cold_start(function: &str, needs_kafka: bool, needs_index: bool) -> Result<(Config, Backends), Error> {
     lambda_http::tracing::init_default_subscriber();
     #[allow(unused_mut)]
     let mut config = Config::from_env(Deployment::Lambda)?;
-    #[cfg(feature = "msk")]
-    config.resolve_msk_brokers().await?;
-    if needs_kafka && config.kafka.is_none() {
-        return Err(format!("{function} needs Kafka: set KAFKA_BOOTSTRAP_SERVERS or MSK_CLUSTER_ARN").into());
+    #[cfg(feature = "aws")]
+    config.resolve_aws().await?;
+    if needs_kafka && config.kafka.is_none() && config.change_events {
+        return Err(format!("{function} needs Kafka: set KAFKA_BOOTSTRAP_SERVERS or MSK_CLUSTER_ARN (or CHANGE_EVENTS=off)").into());
     }
     if needs_index && config.opensearch.is_none() {
         // The embedded index would be empty in a function of its own: refuse rather than answer
@@ -76,6 +77,9 @@ pub enum ReindexJob {
     Sweep,
     Rebuild,
     Drift,
+    /// Create the change topic and the dead-letter topic if missing, with `KAFKA_PARTITIONS` and
+    /// `KAFKA_REPLICATION_FACTOR` (once after the first deploy: README, "Deploy to AWS").
+    Setup,
 }
 
 impl ReindexJob {
@@ -86,8 +90,9 @@ impl ReindexJob {
             (Some("sweep"), _) | (None, Some("aws.events")) => Ok(Self::Sweep),
             (Some("rebuild"), _) => Ok(Self::Rebuild),
             (Some("drift"), _) => Ok(Self::Drift),
-            (Some(other), _) => Err(format!("unknown action {other:?}: sweep, rebuild or drift")),
-            (None, _) => Err("expected a scheduled event or {\"action\": \"sweep\" | \"rebuild\" | \"drift\"}".to_owned()),
+            (Some("setup"), _) => Ok(Self::Setup),
+            (Some(other), _) => Err(format!("unknown action {other:?}: sweep, rebuild, drift or setup")),
+            (None, _) => Err("expected a scheduled event or {\"action\": \"sweep\" | \"rebuild\" | \"drift\" | \"setup\"}".to_owned()),
         }
     }
 }
@@ -97,6 +102,7 @@ impl ReindexJob {
 /// one dispatcher of the reindex function and of `plan-local reindex`.
 pub async fn reindex(backends: &Backends, job: ReindexJob, progress: &(dyn Fn(usize) + Send + Sync)) -> Result<Value, Error> {
     Ok(match job {
+        ReindexJob::Setup => return Err("the setup job needs the configuration: use setup_topics".into()),
         ReindexJob::Sweep => {
             let report = plan::jobs::sweep(backends.walk().as_ref(), backends.store().as_ref(), backends.publisher().as_ref()).await?;
             let failures: Vec<Value> =
@@ -122,15 +128,40 @@ pub async fn reindex(backends: &Backends, job: ReindexJob, progress: &(dyn Fn(us
     })
 }
 
-/// The reindex function: the scheduled sweep, and rebuild or drift check on demand.
+/// Creates the change topic and the dead-letter topic when missing, with the configured
+/// partitions and replication factor (never 1 on Lambda), and reports both.
+pub async fn setup_topics(config: &Config) -> Result<Value, Error> {
+    let Some(kafka) = &config.kafka else { return Err("setup needs Kafka: KAFKA_BOOTSTRAP_SERVERS or MSK_CLUSTER_ARN".into()) };
+    let mut topics = serde_json::Map::new();
+    for topic in [&config.topic, &config.dead_letter_topic] {
+        let mut creating = kafka.clone();
+        creating.topic = topic.clone();
+        creating.topic_creation = plan_events::TopicCreation::WithReplicationFactor(config.replication_factor);
+        let partitions = plan_events::KafkaPublisher::new(creating).ensure_topic().await?;
+        topics.insert(topic.clone(), json!({"partitions": partitions}));
+    }
+    Ok(json!({"job": "setup", "replicationFactor": config.replication_factor, "topics": topics}))
+}
+
+/// The reindex function: the scheduled sweep, and rebuild, drift check or topic setup on demand.
 pub async fn run_reindex() -> Result<(), Error> {
-    let (_, backends) = cold_start("reindex", true, true).await?;
-    let backends = Arc::new(backends);
+    let (config, backends) = cold_start("reindex", true, true).await?;
+    // Both topics exist before the first sweep publishes or the first record is dead-lettered:
+    // made here (a no-op once they exist), so a fresh stack needs no manual step. A failure is
+    // logged, not fatal: the sweep's publish then fails and the marks wait for the next run.
+    match Box::pin(setup_topics(&config)).await {
+        Ok(report) => tracing::info!(%report, "topics ready"),
+        Err(error) => tracing::warn!(%error, "topic setup failed"),
+    }
+    let (config, backends) = (Arc::new(config), Arc::new(backends));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let backends = backends.clone();
+        let (config, backends) = (config.clone(), backends.clone());
         async move {
-            let job = ReindexJob::from_event(&event.payload)?;
-            reindex(&backends, job, &|_| {}).await
+            // Boxed: the jobs' futures are deep, and the runtime loop nests them once more.
+            match ReindexJob::from_event(&event.payload)? {
+                ReindexJob::Setup => Box::pin(setup_topics(&config)).await,
+                job => Box::pin(reindex(&backends, job, &|_| {})).await,
+            }
         }
     }))
     .await
@@ -146,6 +177,7 @@ mod tests {
         assert_eq!(ReindexJob::from_event(&scheduled), Ok(ReindexJob::Sweep));
         assert_eq!(ReindexJob::from_event(&json!({"action": "rebuild"})), Ok(ReindexJob::Rebuild));
         assert_eq!(ReindexJob::from_event(&json!({"action": "drift"})), Ok(ReindexJob::Drift));
+        assert_eq!(ReindexJob::from_event(&json!({"action": "setup"})), Ok(ReindexJob::Setup));
         assert!(ReindexJob::from_event(&json!({"action": "drop"})).is_err());
         assert!(ReindexJob::from_event(&json!({})).is_err());
     }

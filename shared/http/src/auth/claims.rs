@@ -62,7 +62,25 @@ impl Principal {
 /// `JWT_DEFAULT_SCOPES` go to tokens that carry no scope claim at all (Google ID tokens); a token
 /// that lists its scopes is never widened.
 fn with_defaults(scopes: BTreeSet<String>, claimed: bool, rules: &ClaimRules) -> BTreeSet<String> {
-    if claimed { scopes } else { rules.default_scopes.iter().map(|scope| scope.as_str().to_owned()).collect() }
+    if claimed {
+        canonical_scopes(scopes, &rules.scope_names)
+    } else {
+        rules.default_scopes.iter().map(|scope| scope.as_str().to_owned()).collect()
+    }
+}
+
+/// The token's scopes with the issuer's names for ours (`JWT_READ_SCOPE`, `JWT_WRITE_SCOPE`)
+/// translated to `plans:read` / `plans:write`. When a name is configured, only that name grants
+/// the scope: a literal `plans:read` from the same issuer then means nothing.
+pub(crate) fn canonical_scopes(mut scopes: BTreeSet<String>, names: &super::ScopeNames) -> BTreeSet<String> {
+    let granted: Vec<Scope> = Scope::ALL.into_iter().filter(|scope| scopes.contains(names.name(*scope))).collect();
+    for scope in Scope::ALL {
+        if names.name(scope) != scope.as_str() {
+            scopes.remove(scope.as_str());
+        }
+    }
+    scopes.extend(granted.into_iter().map(|scope| scope.as_str().to_owned()));
+    scopes
 }
 
 /// Confined to the organisation when isolation is on and the claim names one; unrestricted when
@@ -114,7 +132,9 @@ mod tests {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
-    const OFF: &ClaimRules = &ClaimRules { org_claim: None, default_scopes: Vec::new() };
+    fn off() -> ClaimRules {
+        ClaimRules::default()
+    }
 
     fn hd() -> ClaimRules {
         ClaimRules::isolated_by("hd")
@@ -122,24 +142,24 @@ mod tests {
 
     #[test]
     fn scopes_come_from_scope_or_scp_in_either_form() {
-        let principal = Principal::from_token(&map(json!({"scope": "plans:read  other"})), OFF);
+        let principal = Principal::from_token(&map(json!({"scope": "plans:read  other"})), &off());
         assert!(principal.has_scope(Scope::PlansRead) && !principal.has_scope(Scope::PlansWrite));
-        let principal = Principal::from_token(&map(json!({"scp": ["plans:write", 7]})), OFF);
+        let principal = Principal::from_token(&map(json!({"scp": ["plans:write", 7]})), &off());
         assert!(principal.has_scope(Scope::PlansWrite) && !principal.has_scope(Scope::PlansRead));
-        let principal = Principal::from_token(&map(json!({"scp": "plans:read plans:write"})), OFF);
+        let principal = Principal::from_token(&map(json!({"scp": "plans:read plans:write"})), &off());
         assert!(principal.has_scope(Scope::PlansRead) && principal.has_scope(Scope::PlansWrite));
-        let principal = Principal::from_token(&map(json!({"scope": ["plans:read"], "scopes": "plans:write"})), OFF);
+        let principal = Principal::from_token(&map(json!({"scope": ["plans:read"], "scopes": "plans:write"})), &off());
         assert!(principal.has_scope(Scope::PlansRead), "an array under scope is accepted too");
         assert!(!principal.has_scope(Scope::PlansWrite), "only scope and scp count");
-        assert!(!Principal::from_token(&map(json!({"scope": "plans:reader"})), OFF).has_scope(Scope::PlansRead), "exact names");
+        assert!(!Principal::from_token(&map(json!({"scope": "plans:reader"})), &off()).has_scope(Scope::PlansRead), "exact names");
     }
 
     #[test]
     fn the_org_claim_confines_only_when_configured_and_a_non_empty_string() {
         let claims = map(json!({"hd": "example.com", "sub": "u1"}));
         assert_eq!(Principal::from_token(&claims, &hd()).tenant, Tenant::org("example.com"));
-        assert_eq!(Principal::from_token(&claims, OFF).tenant, Tenant::unrestricted());
-        assert_eq!(Principal::from_token(&claims, OFF).subject.as_deref(), Some("u1"));
+        assert_eq!(Principal::from_token(&claims, &off()).tenant, Tenant::unrestricted());
+        assert_eq!(Principal::from_token(&claims, &off()).subject.as_deref(), Some("u1"));
         for bad in [json!({}), json!({"hd": ""}), json!({"hd": ["a.com"]}), json!({"hd": 3})] {
             assert_eq!(Principal::from_token(&map(bad), &hd()).tenant, Tenant::unrestricted());
         }
@@ -151,11 +171,11 @@ mod tests {
         let principal = Principal::from_gateway(&claims, &[], &hd());
         assert!(principal.has_scope(Scope::PlansRead) && principal.has_scope(Scope::PlansWrite));
         assert_eq!(principal.tenant, Tenant::org("example.com"));
-        let principal = Principal::from_gateway(&strings(&[("scp", "[plans:write]")]), &[], OFF);
+        let principal = Principal::from_gateway(&strings(&[("scp", "[plans:write]")]), &[], &off());
         assert!(principal.has_scope(Scope::PlansWrite));
-        let principal = Principal::from_gateway(&strings(&[("scp", r#"["plans:read"]"#)]), &[], OFF);
+        let principal = Principal::from_gateway(&strings(&[("scp", r#"["plans:read"]"#)]), &[], &off());
         assert!(principal.has_scope(Scope::PlansRead));
-        let principal = Principal::from_gateway(&strings(&[]), &["plans:read".to_owned()], OFF);
+        let principal = Principal::from_gateway(&strings(&[]), &["plans:read".to_owned()], &off());
         assert!(principal.has_scope(Scope::PlansRead), "the authorizer's own scopes list counts");
         let principal = Principal::from_gateway(&strings(&[("hd", "[a.com b.com]")]), &[], &hd());
         assert_eq!(principal.tenant, Tenant::unrestricted(), "several organisations are none");
@@ -163,15 +183,31 @@ mod tests {
 
     #[test]
     fn default_scopes_only_fill_in_for_tokens_without_any_scope_claim() {
-        let rules = ClaimRules { org_claim: Some("hd".into()), default_scopes: vec![Scope::PlansRead] };
+        let rules = ClaimRules { org_claim: Some("hd".into()), default_scopes: vec![Scope::PlansRead], ..ClaimRules::default() };
         let google = map(json!({"sub": "1", "hd": "example.com", "email": "a@example.com"}));
         assert!(Principal::from_token(&google, &rules).has_scope(Scope::PlansRead));
         assert!(!Principal::from_token(&google, &rules).has_scope(Scope::PlansWrite));
-        assert!(!Principal::from_token(&google, OFF).has_scope(Scope::PlansRead), "no defaults unless configured");
+        assert!(!Principal::from_token(&google, &off()).has_scope(Scope::PlansRead), "no defaults unless configured");
         let narrow = map(json!({"scope": "openid", "hd": "example.com"}));
         assert!(!Principal::from_token(&narrow, &rules).has_scope(Scope::PlansRead), "a listed scope set is never widened");
         let gateway = strings(&[("sub", "1"), ("hd", "example.com")]);
         assert!(Principal::from_gateway(&gateway, &[], &rules).has_scope(Scope::PlansRead));
+    }
+
+    #[test]
+    fn the_issuers_scope_names_grant_the_scopes_and_only_they_do() {
+        let cognito = ClaimRules {
+            scope_names: crate::auth::ScopeNames { read: "healthplan/plans.read".into(), write: "healthplan/plans.write".into() },
+            ..ClaimRules::default()
+        };
+        let principal = Principal::from_token(&map(json!({"scope": "healthplan/plans.read", "client_id": "c"})), &cognito);
+        assert!(principal.has_scope(Scope::PlansRead) && !principal.has_scope(Scope::PlansWrite));
+        let principal = Principal::from_token(&map(json!({"scope": "plans:read plans:write"})), &cognito);
+        assert!(!principal.has_scope(Scope::PlansRead) && !principal.has_scope(Scope::PlansWrite), "the plain names mean nothing then");
+        let principal = Principal::from_gateway(&strings(&[]), &["healthplan/plans.write".to_owned()], &cognito);
+        assert!(principal.has_scope(Scope::PlansWrite), "the authorizer's scopes list, Cognito names");
+        let principal = Principal::from_gateway(&strings(&[("scope", "healthplan/plans.read healthplan/plans.write")]), &[], &cognito);
+        assert!(principal.has_scope(Scope::PlansRead) && principal.has_scope(Scope::PlansWrite));
     }
 
     #[test]

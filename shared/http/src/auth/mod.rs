@@ -61,6 +61,31 @@ impl Scope {
     }
 }
 
+/// The names the issuer gives the two scopes (`JWT_READ_SCOPE`, `JWT_WRITE_SCOPE`): `plans:read`
+/// and `plans:write` by default; Cognito writes a resource server's scopes as
+/// `<identifier>/<scope>`, e.g. `healthplan/plans.read`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScopeNames {
+    pub read: String,
+    pub write: String,
+}
+
+impl Default for ScopeNames {
+    fn default() -> Self {
+        Self { read: Scope::PlansRead.as_str().to_owned(), write: Scope::PlansWrite.as_str().to_owned() }
+    }
+}
+
+impl ScopeNames {
+    /// The name a token carries for `scope`.
+    pub fn name(&self, scope: Scope) -> &str {
+        match scope {
+            Scope::PlansRead => &self.read,
+            Scope::PlansWrite => &self.write,
+        }
+    }
+}
+
 impl fmt::Display for Scope {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -160,12 +185,14 @@ pub struct ClaimRules {
     /// ID tokens carry none). Only allowed with `ORG_CLAIM`, so it never reaches just anyone the
     /// issuer knows.
     pub default_scopes: Vec<Scope>,
+    /// What the issuer calls the scopes (`JWT_READ_SCOPE`, `JWT_WRITE_SCOPE`).
+    pub scope_names: ScopeNames,
 }
 
 impl ClaimRules {
     /// Tenant isolation on `claim`, no default scopes.
     pub fn isolated_by(claim: &str) -> Self {
-        Self { org_claim: Some(claim.to_owned()), default_scopes: Vec::new() }
+        Self { org_claim: Some(claim.to_owned()), ..Self::default() }
     }
 }
 

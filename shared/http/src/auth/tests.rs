@@ -48,7 +48,7 @@ fn authenticator(algorithms: &[Algorithm], org_claim: Option<&str>) -> Authentic
     let jwks = JwkSet { keys: vec![RSA.jwks().keys[0].clone(), EC.jwks().keys[0].clone()] };
     let rules =
         JwtRules { issuers: vec![ISS.into(), "accounts.example".into()], audiences: vec![AUD.into()], algorithms: algorithms.to_vec() };
-    let claims = ClaimRules { org_claim: org_claim.map(str::to_owned), default_scopes: Vec::new() };
+    let claims = ClaimRules { org_claim: org_claim.map(str::to_owned), ..ClaimRules::default() };
     Authenticator::verifying(JwtVerifier::new(Arc::new(JwksCache::preloaded(&jwks)), &rules), claims)
 }
 
