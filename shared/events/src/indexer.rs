@@ -78,7 +78,7 @@ impl DeadLetters for KafkaDeadLetters {
     }
 
     async fn prepare(&self) -> Result<(), PublishError> {
-        self.0.ensure_topic().await
+        self.0.ensure_topic().await.map(drop)
     }
 }
 

@@ -96,15 +96,6 @@ impl KafkaPublisher {
         &self.config.topic
     }
 
-    /// Connects and creates the topic when it does not exist yet (the dead-letter topic at start,
-    /// so that it exists before the first poison record and can be watched).
-    pub async fn ensure_topic(&self) -> Result<(), PublishError> {
-        match tokio::time::timeout(self.config.timeout, self.connection()).await {
-            Ok(result) => result.map(drop).map_err(publish_error),
-            Err(_) => Err(PublishError::new(format!("Kafka did not answer within {:?}", self.config.timeout))),
-        }
-    }
-
     async fn connection(&self) -> Result<Arc<Connection>, KafkaError> {
         let mut slot = self.connection.lock().await;
         if let Some(connection) = slot.as_ref() {
@@ -150,12 +141,13 @@ impl KafkaPublisher {
         Ok(client)
     }
 
-    /// Connects and makes sure the topic exists (creating it as [`TopicCreation`] allows);
-    /// returns its partition count.
+    /// Connects and makes sure the topic exists (creating it as [`TopicCreation`] allows: the
+    /// dead-letter topic at start, so that it exists before the first poison record and can be
+    /// watched, and the reindex function's `setup` job); returns its partition count.
     pub async fn ensure_topic(&self) -> Result<i32, PublishError> {
         let work = async { self.connection().await.map(|c| c.partition_count) };
         match tokio::time::timeout(self.config.timeout.max(Duration::from_secs(10)), work).await {
-            Ok(result) => result.map_err(PublishError::new),
+            Ok(result) => result.map_err(publish_error),
             Err(_) => Err(PublishError::new("Kafka did not answer in time")),
         }
     }
