@@ -136,16 +136,7 @@ async fn under_sam_local_start_api_a_function_verifies_plan_local_tokens_itself(
         .expect("token");
 
     let key_prefix = plan_e2e::unique_prefix();
-    let store = Arc::new(
-        RedisStore::new(&plan_store::RedisConfig {
-            urls: vec![setup.redis_url.clone()],
-            cluster: false,
-            key_prefix: key_prefix.clone(),
-            op_timeout: Duration::from_millis(1500),
-            ca_pem: None,
-        })
-        .expect("Redis client"),
-    );
+    let store = redis_store(&setup.redis_url, &key_prefix);
     let index = plan_index::EmbeddedIndex::new();
     events::seed_into(&Backends::with_store(store, WritePolicy::default()), &index, events::Seed::SamplePlan).await;
 
@@ -177,6 +168,18 @@ async fn under_sam_local_start_api_a_function_verifies_plan_local_tokens_itself(
     emulator.stop();
 }
 
+/// A client of the test script's Redis under its own key prefix, for seeding a function's data.
+fn redis_store(url: &str, key_prefix: &str) -> Arc<RedisStore> {
+    let config = plan_store::RedisConfig {
+        urls: vec![url.to_owned()],
+        cluster: false,
+        key_prefix: key_prefix.to_owned(),
+        op_timeout: Duration::from_millis(1500),
+        ca_pem: None,
+    };
+    Arc::new(RedisStore::new(&config).expect("Redis client"))
+}
+
 async fn cold_start(setup: &Setup, expectation: &Expectation) -> ColdStart {
     let function = sam::function_for_binary(expectation.function)
         .unwrap_or_else(|| panic!("{} has no function resource in template.yaml", expectation.function));
@@ -186,16 +189,7 @@ async fn cold_start(setup: &Setup, expectation: &Expectation) -> ColdStart {
 
     // Each function gets its own key prefix, seeded like the in-process replay.
     let key_prefix = plan_e2e::unique_prefix();
-    let store = Arc::new(
-        RedisStore::new(&plan_store::RedisConfig {
-            urls: vec![setup.redis_url.clone()],
-            cluster: false,
-            key_prefix: key_prefix.clone(),
-            op_timeout: Duration::from_millis(1500),
-            ca_pem: None,
-        })
-        .expect("Redis client"),
-    );
+    let store = redis_store(&setup.redis_url, &key_prefix);
     // The function's own index alias on the test script's osmem-server, seeded like its store.
     let alias = plan_e2e::index::test_alias();
     let index =
