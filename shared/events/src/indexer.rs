@@ -128,29 +128,46 @@ impl Indexer {
         }
     }
 
+    /// Indexes one batch. Every record is logged under the request that wrote it (`request_id`
+    /// and, on Lambda, `trace_id` from its headers): one search for a request id in the logs finds
+    /// the write and its indexing.
     pub async fn index_batch(&self, event: &KafkaEvent) -> Result<BatchReport, BatchError> {
         let mut report = BatchReport::default();
         let mut changes = Vec::new();
         let mut sources = Vec::new();
         for record in delivered_records(event) {
-            tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, "record");
             match decode(&record) {
-                Ok(change) => {
+                Ok((change, request_id)) => {
+                    let span = record_span(&record, &request_id);
                     changes.push(change);
-                    sources.push(record);
+                    sources.push((record, span));
                 }
-                Err(reason) => self.dead_letter(&DeadLetter::of(&record, reason), &mut report).await?,
+                Err(reason) => {
+                    let letter = DeadLetter::of(&record, reason);
+                    let span = record_span(&record, "");
+                    tracing::Instrument::instrument(self.dead_letter(&letter, &mut report), span).await?;
+                }
             }
         }
         if changes.is_empty() {
             return Ok(report);
         }
         let outcomes = self.apply_with_retries(&changes).await?;
-        for (record, outcome) in sources.iter().zip(outcomes) {
+        for ((record, span), (change, outcome)) in sources.iter().zip(changes.iter().zip(outcomes)) {
+            let (plan, version) = (change.plan_id(), change.version());
             match outcome {
-                ChangeOutcome::Applied => report.applied += 1,
-                ChangeOutcome::AlreadyApplied => report.already_applied += 1,
-                ChangeOutcome::Rejected(reason) => self.dead_letter(&DeadLetter::of(record, reason), &mut report).await?,
+                ChangeOutcome::Applied => {
+                    report.applied += 1;
+                    span.in_scope(|| tracing::info!(plan = %plan, version, outcome = "applied", "record indexed"));
+                }
+                ChangeOutcome::AlreadyApplied => {
+                    report.already_applied += 1;
+                    span.in_scope(|| tracing::info!(plan = %plan, version, outcome = "already_applied", "record indexed"));
+                }
+                ChangeOutcome::Rejected(reason) => {
+                    let letter = DeadLetter::of(record, reason);
+                    tracing::Instrument::instrument(self.dead_letter(&letter, &mut report), span.clone()).await?;
+                }
             }
         }
         tracing::info!(
@@ -200,13 +217,29 @@ impl Indexer {
     }
 }
 
-fn decode(record: &DeliveredRecord) -> Result<IndexChange, String> {
+/// The span of one record: where it sits in the topic, and the request (and trace) that wrote it.
+/// A record without trace headers (written before they existed) falls back to the request id in
+/// its value (`from_value`, empty when the value did not parse).
+fn record_span(record: &DeliveredRecord, from_value: &str) -> tracing::Span {
+    tracing::info_span!(
+        "record",
+        request_id = record.trace.request_id.as_deref().unwrap_or(from_value),
+        trace_id = record.trace.trace_id.as_deref().unwrap_or_default(),
+        topic = %record.topic,
+        partition = record.partition,
+        offset = record.offset,
+    )
+}
+
+/// The change a record asks for, and the request id its value carries.
+fn decode(record: &DeliveredRecord) -> Result<(IndexChange, String), String> {
     let value = record.value.as_ref().map_err(Clone::clone)?;
     let event = ChangeEvent::decode(value)?;
-    Ok(match (event.operation, event.plan) {
+    let change = match (event.operation, event.plan) {
         (Operation::Upsert, Some(plan)) => IndexChange::Upsert { plan, version: event.version },
         _ => IndexChange::Delete { plan_id: event.plan_id, version: event.version },
-    })
+    };
+    Ok((change, event.request_id))
 }
 
 #[async_trait]
@@ -241,6 +274,7 @@ mod tests {
             key: Some(b"p".to_vec()),
             value: Some(b"{not an event".to_vec()),
             timestamp_ms: 0,
+            headers: Vec::new(),
         };
         let report = indexer.index_batch(&msk_event(&[poison], "arn:test")).await.expect("the batch succeeds");
         assert_eq!((report.dead_lettered, report.dead_letters_lost), (0, 1));

@@ -68,6 +68,7 @@ impl JwksSource {
         Ok(Self::Url { url: url.to_owned(), client })
     }
 
+    #[tracing::instrument(name = "jwks.load", skip_all)]
     async fn load(&self) -> Result<KeyMap, String> {
         let bytes = match self {
             Self::Url { url, client } => fetch(client, url).await.map_err(|e| format!("GET {url}: {e}"))?,
