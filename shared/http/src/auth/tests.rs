@@ -433,7 +433,7 @@ async fn a_verified_token_is_remembered_and_failures_never_are() {
 
 #[tokio::test]
 async fn remembered_tokens_expire_and_the_cache_stays_bounded() {
-    use super::verified::{CAPACITY, MAX_AGE_SECONDS, Verified, VerifiedTokens, digest};
+    use super::verified::{CAPACITY, MAX_AGE_SECONDS, MAX_TOKEN_BYTES, Verified, VerifiedTokens};
     let key = Arc::new(JwksCache::preloaded(&RSA.jwks())).key(RSA.kid()).await.unwrap();
     let at = 1_800_000_000;
     let entry = |exp: u64| {
@@ -441,28 +441,32 @@ async fn remembered_tokens_expire_and_the_cache_stays_bounded() {
         Verified::new(claims, RSA.kid(), key.clone(), at).unwrap()
     };
     let tokens = VerifiedTokens::default();
-    tokens.insert(digest("a"), entry(at + 60), at);
-    assert!(tokens.get(&digest("a"), at + 59).is_some());
-    assert!(tokens.get(&digest("a"), at + 60).is_none(), "not past exp");
-    assert!(tokens.get(&digest("b"), at).is_none());
+    tokens.insert("a", entry(at + 60), at);
+    assert!(tokens.get("a", at + 59).is_some());
+    assert!(tokens.get("a", at + 60).is_none(), "not past exp");
+    assert!(tokens.get("b", at).is_none());
     // A long-lived token is trusted for MAX_AGE_SECONDS at most, then checked again.
-    tokens.insert(digest("long"), entry(at + 86_400), at);
-    assert!(tokens.get(&digest("long"), at + MAX_AGE_SECONDS - 1).is_some());
-    assert!(tokens.get(&digest("long"), at + MAX_AGE_SECONDS).is_none());
+    tokens.insert("long", entry(at + 86_400), at);
+    assert!(tokens.get("long", at + MAX_AGE_SECONDS - 1).is_some());
+    assert!(tokens.get("long", at + MAX_AGE_SECONDS).is_none());
+    // Nor is an oversized token.
+    let huge = "x".repeat(MAX_TOKEN_BYTES + 1);
+    tokens.insert(&huge, entry(at + 60), at);
+    assert!(tokens.get(&huge, at).is_none());
     // Without a usable exp nothing is remembered.
     assert!(Verified::new(Arc::new(serde_json::Map::new()), RSA.kid(), key.clone(), at).is_none());
 
     // Full: expired entries go first; with none expired, the cache starts afresh.
     let tokens = VerifiedTokens::default();
     for i in 0..CAPACITY {
-        tokens.insert(digest(&format!("t{i}")), entry(if i < 10 { at + 1 } else { at + 600 }), at);
+        tokens.insert(&format!("t{i}"), entry(if i < 10 { at + 1 } else { at + 600 }), at);
     }
     assert_eq!(tokens.len(), CAPACITY);
-    tokens.insert(digest("next"), entry(at + 600), at + 2);
+    tokens.insert("next", entry(at + 600), at + 2);
     assert_eq!(tokens.len(), CAPACITY - 10 + 1, "the ten expired entries made room");
     for i in 0..20 {
-        tokens.insert(digest(&format!("more{i}")), entry(at + 600), at + 2);
+        tokens.insert(&format!("more{i}"), entry(at + 600), at + 2);
     }
     assert!(tokens.len() <= CAPACITY, "{}", tokens.len());
-    assert!(tokens.get(&digest("more19"), at + 3).is_some());
+    assert!(tokens.get("more19", at + 3).is_some());
 }

@@ -1,8 +1,10 @@
 //! Tokens that verified, remembered until they expire: the signature check (about 23 µs of RSA,
 //! the largest single cost of a cached GET) runs once per token instead of once per request.
 //!
-//! Only successes are kept, keyed by the token's SHA-256 (a different token maps to an entry only
-//! if SHA-256 collides). An entry serves until the token's `exp` (without the clock-skew leeway
+//! Only successes are kept, keyed by the whole token: a lookup hashes it with the map's keyed
+//! SipHash and compares it byte for byte, so only that exact token finds its entry (a
+//! cryptographic digest as the key cost a fifth of a cached request, for nothing the comparison
+//! does not already give). Tokens over [`MAX_TOKEN_BYTES`] are not remembered. An entry serves until the token's `exp` (without the clock-skew leeway
 //! the full check allows: after `exp` the token goes through the full check again) and at most
 //! [`MAX_AGE_SECONDS`], and only while the key that verified it is still the issuer's key under
 //! its `kid`: a key rotated out of the JWKS stops every token it signed at the next request. The
@@ -18,17 +20,12 @@ use serde_json::{Map, Value};
 
 use super::jwks::VerifyingKey;
 
-/// Tokens remembered at most (a few hundred bytes of claims each).
+/// Tokens remembered at most (the token and a few hundred bytes of claims each).
 pub const CAPACITY: usize = 1024;
+/// The longest token remembered (identity providers' access and ID tokens are 1 to 2 KiB).
+pub const MAX_TOKEN_BYTES: usize = 4096;
 /// How long a verified token is trusted without checking its signature again, at most.
 pub const MAX_AGE_SECONDS: u64 = 300;
-
-pub(crate) type TokenDigest = [u8; 32];
-
-pub(crate) fn digest(token: &str) -> TokenDigest {
-    // A SHA-256 digest is always 32 bytes.
-    ring::digest::digest(&ring::digest::SHA256, token.as_bytes()).as_ref().try_into().unwrap_or_default()
-}
 
 /// What a verification established.
 #[derive(Clone)]
@@ -52,7 +49,7 @@ impl Verified {
 
 #[derive(Default)]
 pub(crate) struct VerifiedTokens {
-    entries: Mutex<HashMap<TokenDigest, Verified>>,
+    entries: Mutex<HashMap<Box<str>, Verified>>,
 }
 
 impl std::fmt::Debug for VerifiedTokens {
@@ -64,28 +61,28 @@ impl std::fmt::Debug for VerifiedTokens {
 
 impl VerifiedTokens {
     /// The entry for this token if it still serves at `now`.
-    pub fn get(&self, digest: &TokenDigest, now: u64) -> Option<Verified> {
+    pub fn get(&self, token: &str, now: u64) -> Option<Verified> {
         let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        entries.get(digest).filter(|entry| now < entry.until).cloned()
+        entries.get(token).filter(|entry| now < entry.until).cloned()
     }
 
-    pub fn insert(&self, digest: TokenDigest, entry: Verified, now: u64) {
-        if now >= entry.until {
+    pub fn insert(&self, token: &str, entry: Verified, now: u64) {
+        if now >= entry.until || token.len() > MAX_TOKEN_BYTES {
             return;
         }
         let mut entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if entries.len() >= CAPACITY && !entries.contains_key(&digest) {
+        if entries.len() >= CAPACITY && !entries.contains_key(token) {
             entries.retain(|_, entry| now < entry.until);
             if entries.len() >= CAPACITY {
                 entries.clear();
             }
         }
-        entries.insert(digest, entry);
+        entries.insert(token.into(), entry);
     }
 
     /// Forgets the token (its key changed, or it no longer verifies).
-    pub fn remove(&self, digest: &TokenDigest) {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(digest);
+    pub fn remove(&self, token: &str) {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).remove(token);
     }
 
     #[cfg(test)]

@@ -64,12 +64,11 @@ impl JwtVerifier {
     /// token itself has verified, no signature check either, until it expires or its key leaves
     /// the issuer's set.
     pub async fn verify(&self, token: &str) -> Result<Arc<Map<String, Value>>, AuthError> {
-        let digest = verified::digest(token);
         let now = verified::unix_now();
-        if let Some(hit) = self.verified.get(&digest, now) {
+        if let Some(hit) = self.verified.get(token, now) {
             match self.keys.key(&hit.kid).await {
                 Ok(key) if Arc::ptr_eq(&key, &hit.key) => return Ok(hit.claims),
-                _ => self.verified.remove(&digest),
+                _ => self.verified.remove(token),
             }
         }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Malformed)?;
@@ -84,7 +83,7 @@ impl JwtVerifier {
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation).map_err(|e| rejection(e.kind()))?;
         let claims = Arc::new(data.claims);
         if let Some(entry) = Verified::new(claims.clone(), kid, key, now) {
-            self.verified.insert(digest, entry, now);
+            self.verified.insert(token, entry, now);
         }
         Ok(claims)
     }
