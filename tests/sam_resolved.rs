@@ -85,6 +85,7 @@ const SOURCES: &[(&str, Source)] = &[
     ("TENANT_ISOLATION", Source::Every),
     ("JWKS_URL", Source::Every),
     ("VERIFY_JWT_IN_FUNCTION", Source::Every),
+    ("METRICS_NAMESPACE", Source::Every),
     ("KAFKA_BOOTSTRAP_SERVERS", Source::Kafka),
     ("MSK_CLUSTER_ARN", Source::Kafka),
     ("KAFKA_AUTH", Source::Kafka),
