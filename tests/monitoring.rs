@@ -1,0 +1,600 @@
+//! The dashboard and alarms of template.yaml read metrics that exist: every custom metric they name
+//! is in `plan::metrics::CATALOG`, in the namespace the functions publish to, with exactly the
+//! dimension set the code publishes (`function` + `Metric::dimensions`) and a statistic that fits
+//! its kind; every AWS metric is one the service publishes, with its dimension pointing at a
+//! resource of this template of the right type (the HTTP API, a function, the mapping's function,
+//! a queue) that exists whenever the widget or alarm does. Every function is on the dashboard and
+//! under an errors and a throttles alarm. The local Grafana dashboard reads catalog metrics with
+//! catalog labels and shows the CloudWatch panels it can, and the README's metric table is the
+//! catalog.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use plan::metrics::{self, FUNCTION_DIMENSION, Kind, Metric};
+use plan_e2e::sam::{self, untag};
+use serde_json::Value as Json;
+use serde_norway::Value as Yaml;
+
+/// The condition under which the dashboard's second part (search and indexing) exists.
+const INDEXING: &str = "IndexingEnabled";
+
+/// AWS metrics the dashboard and alarms may read: namespace, metric, its one dimension, what that
+/// dimension names, and the statistics that make sense for it.
+struct AwsMetric {
+    namespace: &'static str,
+    names: &'static [&'static str],
+    dimension: &'static str,
+    target: Target,
+    stats: &'static [&'static str],
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Target {
+    /// `ApiId`: the HTTP API (`!Ref` gives its id).
+    HttpApi,
+    /// `FunctionName`: a function (`!Ref` gives its name).
+    Function,
+    /// `FunctionName` of a function fed by an MSK event source mapping (`OffsetLag`).
+    MskMappedFunction,
+    /// `QueueName`: a queue (`!GetAtt Queue.QueueName`).
+    QueueName,
+}
+
+const PERCENTILES: &[&str] = &["p50", "p90", "p95", "p99", "p99.9", "Average", "Maximum"];
+const AWS_METRICS: &[AwsMetric] = &[
+    // HTTP API metrics (API Gateway developer guide, "CloudWatch metrics for HTTP APIs"): 4xx, 5xx,
+    // Count, Latency, IntegrationLatency by ApiId.
+    AwsMetric {
+        namespace: "AWS/ApiGateway",
+        names: &["Count", "4xx", "5xx"],
+        dimension: "ApiId",
+        target: Target::HttpApi,
+        stats: &["Sum"],
+    },
+    AwsMetric {
+        namespace: "AWS/ApiGateway",
+        names: &["Latency", "IntegrationLatency"],
+        dimension: "ApiId",
+        target: Target::HttpApi,
+        stats: PERCENTILES,
+    },
+    AwsMetric {
+        namespace: "AWS/Lambda",
+        names: &["Errors", "Throttles"],
+        dimension: "FunctionName",
+        target: Target::Function,
+        stats: &["Sum"],
+    },
+    AwsMetric { namespace: "AWS/Lambda", names: &["Duration"], dimension: "FunctionName", target: Target::Function, stats: PERCENTILES },
+    AwsMetric {
+        namespace: "AWS/Lambda",
+        names: &["ConcurrentExecutions"],
+        dimension: "FunctionName",
+        target: Target::Function,
+        stats: &["Maximum", "Average"],
+    },
+    AwsMetric {
+        namespace: "AWS/Lambda",
+        names: &["OffsetLag"],
+        dimension: "FunctionName",
+        target: Target::MskMappedFunction,
+        stats: &["Maximum", "Average"],
+    },
+    AwsMetric {
+        namespace: "AWS/SQS",
+        names: &["ApproximateNumberOfMessagesVisible"],
+        dimension: "QueueName",
+        target: Target::QueueName,
+        stats: &["Maximum"],
+    },
+];
+
+/// One metric read by a dashboard widget or an alarm.
+#[derive(Debug, Clone)]
+struct MetricUse {
+    /// Widget title or alarm id, for messages.
+    place: String,
+    namespace: String,
+    name: String,
+    /// Dimension names and their values (None: a SEARCH schema dimension, every value).
+    dimensions: Vec<(String, Option<String>)>,
+    stat: String,
+    search: bool,
+}
+
+/// Renders a template value the way the tests compare it: `!Ref X` and `${X}` become `@X@`
+/// (`${X.Attr}` and `!GetAtt X.Attr` become `@X.Attr@`), so a reference can be told apart from a
+/// literal and followed to its resource.
+fn render(value: &Yaml) -> String {
+    match value {
+        Yaml::Tagged(tagged) if tagged.tag == "Ref" || tagged.tag == "GetAtt" => {
+            format!("@{}@", untag(&tagged.value).as_str().unwrap_or_else(|| panic!("!{}: a scalar", tagged.tag)))
+        }
+        Yaml::Tagged(tagged) if tagged.tag == "Sub" => {
+            substitute(tagged.value.as_str().unwrap_or_else(|| panic!("!Sub with a list is not used here: {value:?}")))
+        }
+        Yaml::String(text) => text.clone(),
+        Yaml::Number(number) => number.to_string(),
+        other => panic!("cannot render {other:?}"),
+    }
+}
+
+fn substitute(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let end = rest[start..].find('}').map(|e| start + e).unwrap_or_else(|| panic!("unclosed ${{ in {text}"));
+        out.push('@');
+        out.push_str(&rest[start + 2..end]);
+        out.push('@');
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `@X@` -> `X`; `@X.Attr@` -> (`X`, `Attr`).
+fn reference(value: &str) -> Option<(&str, Option<&str>)> {
+    let inner = value.strip_prefix('@')?.strip_suffix('@')?;
+    if inner.contains('@') {
+        return None;
+    }
+    Some(match inner.split_once('.') {
+        Some((resource, attribute)) => (resource, Some(attribute)),
+        None => (inner, None),
+    })
+}
+
+struct Template {
+    yaml: Yaml,
+    /// The namespace every function publishes to (Globals METRICS_NAMESPACE), rendered.
+    namespace: String,
+}
+
+impl Template {
+    fn load() -> Self {
+        let yaml = sam::template();
+        let namespace = yaml["Globals"]["Function"]["Environment"]["Variables"]
+            .get("METRICS_NAMESPACE")
+            .map(render)
+            .expect("Globals pass METRICS_NAMESPACE to every function");
+        Template { yaml, namespace }
+    }
+
+    fn resources(&self) -> &serde_norway::Mapping {
+        self.yaml["Resources"].as_mapping().expect("Resources")
+    }
+
+    fn resource(&self, id: &str) -> Option<&Yaml> {
+        self.resources().get(id)
+    }
+
+    fn resource_type(&self, id: &str) -> Option<&str> {
+        self.resource(id).and_then(|r| untag(&r["Type"]).as_str())
+    }
+
+    fn condition_of(&self, id: &str) -> Option<&str> {
+        self.resource(id).and_then(|r| r.get("Condition")).and_then(|c| untag(c).as_str())
+    }
+
+    /// Whether condition `a` being true makes `b` true (equal, or `b` one of `a`'s `!And` terms).
+    fn implies(&self, a: &str, b: &str) -> bool {
+        if a == b {
+            return true;
+        }
+        let definition = &self.yaml["Conditions"][a];
+        match definition {
+            Yaml::Tagged(tagged) if tagged.tag == "And" => tagged.value.as_sequence().into_iter().flatten().any(|term| match term {
+                Yaml::Tagged(t) if t.tag == "Condition" => t.value.as_str().is_some_and(|c| self.implies(c, b)),
+                _ => false,
+            }),
+            _ => false,
+        }
+    }
+
+    /// The crates the template's functions build.
+    fn function_binaries(&self) -> BTreeSet<String> {
+        sam::functions(&self.yaml).into_iter().filter_map(|f| f.binary).collect()
+    }
+
+    fn has_msk_event(&self, id: &str) -> bool {
+        self.resource(id)
+            .and_then(|r| r["Properties"]["Events"].as_mapping())
+            .into_iter()
+            .flatten()
+            .any(|(_, event)| untag(&event["Type"]).as_str() == Some("MSK"))
+    }
+
+    /// The dashboard body as CloudWatch receives it, with the indexing part in or out, and the
+    /// condition each widget's references must hold under.
+    fn dashboards(&self) -> Vec<(Option<&'static str>, Json)> {
+        let body = &self.resource("Dashboard").expect("a Dashboard resource")["Properties"]["DashboardBody"];
+        let Yaml::Tagged(join) = body else { panic!("DashboardBody is a !Join") };
+        assert!(join.tag == "Join", "DashboardBody is a !Join");
+        let parts = join.value.as_sequence().expect("!Join [delimiter, parts]");
+        assert_eq!(parts[0].as_str(), Some(""), "joined without a delimiter");
+        [true, false]
+            .into_iter()
+            .map(|indexing| {
+                let mut text = String::new();
+                for part in parts[1].as_sequence().expect("parts") {
+                    match part {
+                        Yaml::Tagged(tagged) if tagged.tag == "If" => {
+                            let branches = tagged.value.as_sequence().expect("!If [condition, then, else]");
+                            assert_eq!(branches[0].as_str(), Some(INDEXING), "the dashboard's optional part follows {INDEXING}");
+                            text.push_str(&render(&branches[if indexing { 1 } else { 2 }]));
+                        }
+                        other => text.push_str(&render(other)),
+                    }
+                }
+                let json: Json =
+                    serde_json::from_str(&text).unwrap_or_else(|e| panic!("dashboard body (indexing={indexing}) is not JSON: {e}\n{text}"));
+                (indexing.then_some(INDEXING), json)
+            })
+            .collect()
+    }
+
+    fn alarms(&self) -> Vec<(String, &Yaml)> {
+        self.resources()
+            .iter()
+            .filter(|(_, r)| untag(&r["Type"]).as_str() == Some("AWS::CloudWatch::Alarm"))
+            .map(|(id, r)| (id.as_str().unwrap().to_owned(), r))
+            .collect()
+    }
+}
+
+/// The widgets of a dashboard body that graph metrics, with their titles.
+fn metric_widgets(body: &Json) -> Vec<&Json> {
+    body["widgets"].as_array().expect("widgets").iter().filter(|w| w["type"] == "metric").collect()
+}
+
+#[allow(dead_code)] // used by the Grafana check below
+fn titles(body: &Json) -> BTreeSet<String> {
+    metric_widgets(body).iter().map(|w| w["properties"]["title"].as_str().expect("every graph has a title").to_owned()).collect()
+}
+
+/// Parses `SEARCH('{Namespace,dim,...} MetricName="m" dim="v"', 'Stat', period)` calls.
+fn searches(expression: &str, place: &str) -> Vec<MetricUse> {
+    let mut uses = Vec::new();
+    for piece in expression.split("SEARCH(").skip(1) {
+        let query = piece.strip_prefix('\'').and_then(|p| p.split_once('\'')).unwrap_or_else(|| panic!("{place}: SEARCH('...')"));
+        let (query, after) = query;
+        let stat = after.split('\'').nth(1).unwrap_or_else(|| panic!("{place}: SEARCH(..., 'Stat')"));
+        let schema = query.trim().strip_prefix('{').and_then(|q| q.split_once('}')).unwrap_or_else(|| panic!("{place}: a {{schema}}"));
+        let (schema, terms) = schema;
+        let mut parts = schema.split(',').map(|p| p.trim().trim_matches('"').to_owned());
+        let namespace = parts.next().unwrap();
+        let mut dimensions: Vec<(String, Option<String>)> = parts.map(|d| (d, None)).collect();
+        let mut name = None;
+        for term in terms.split_whitespace() {
+            let (key, value) = term.split_once('=').unwrap_or_else(|| panic!("{place}: only key=\"value\" terms: {term}"));
+            let value = value.trim_matches('"').to_owned();
+            if key == "MetricName" {
+                name = Some(value);
+            } else {
+                let slot = dimensions.iter_mut().find(|(d, _)| d == key);
+                let slot = slot.unwrap_or_else(|| panic!("{place}: {key} filters on a dimension outside the schema"));
+                slot.1 = Some(value);
+            }
+        }
+        uses.push(MetricUse {
+            place: place.to_owned(),
+            namespace,
+            name: name.unwrap_or_else(|| panic!("{place}: SEARCH names its MetricName exactly")),
+            dimensions,
+            stat: stat.to_owned(),
+            search: true,
+        });
+    }
+    uses
+}
+
+/// Lower-case identifiers of a metric math expression (outside quotes): the ids it reads.
+fn expression_ids(expression: &str) -> BTreeSet<String> {
+    let mut ids = BTreeSet::new();
+    let mut quoted = false;
+    let mut word = String::new();
+    for c in expression.chars().chain(std::iter::once(' ')) {
+        if c == '\'' {
+            quoted = !quoted;
+        }
+        if !quoted && (c.is_ascii_alphanumeric() || c == '_') {
+            word.push(c);
+        } else {
+            if word.starts_with(|c: char| c.is_ascii_lowercase()) {
+                ids.insert(word.clone());
+            }
+            word.clear();
+        }
+    }
+    ids
+}
+
+/// Every metric a dashboard body reads.
+fn dashboard_uses(body: &Json) -> Vec<MetricUse> {
+    let mut uses = Vec::new();
+    for widget in metric_widgets(body) {
+        let properties = &widget["properties"];
+        let title = properties["title"].as_str().unwrap().to_owned();
+        let rows = properties["metrics"].as_array().unwrap_or_else(|| panic!("{title}: metrics"));
+        let mut ids = BTreeSet::new();
+        let mut read = BTreeSet::new();
+        for row in rows {
+            let row = row.as_array().unwrap_or_else(|| panic!("{title}: each metric is an array"));
+            let options = row.last().filter(|o| o.is_object());
+            if let Some(id) = options.and_then(|o| o["id"].as_str()) {
+                assert!(ids.insert(id.to_owned()), "{title}: id {id} twice");
+            }
+            if let Some(expression) = row[0].get("expression").and_then(Json::as_str) {
+                assert_eq!(row.len(), 1, "{title}: an expression row holds only its options");
+                uses.extend(searches(expression, &title));
+                read.extend(expression_ids(expression));
+                continue;
+            }
+            let strings: Vec<&str> = row.iter().filter_map(Json::as_str).collect();
+            assert!(!strings.contains(&"..."), "{title}: spell every metric out (no \"...\" shorthand)");
+            assert!(strings.len() >= 2 && strings.len() % 2 == 0, "{title}: [namespace, name, dimension, value, ...]: {row:?}");
+            let stat = options.and_then(|o| o["stat"].as_str()).or(properties["stat"].as_str());
+            uses.push(MetricUse {
+                place: title.clone(),
+                namespace: strings[0].to_owned(),
+                name: strings[1].to_owned(),
+                dimensions: strings[2..].chunks(2).map(|p| (p[0].to_owned(), Some(p[1].to_owned()))).collect(),
+                stat: stat.unwrap_or_else(|| panic!("{title}: {} has no stat", strings[1])).to_owned(),
+                search: false,
+            });
+        }
+        for id in &read {
+            assert!(ids.contains(id), "{title}: the expression reads {id}, which no metric of the widget is");
+        }
+    }
+    uses
+}
+
+/// Every metric an alarm reads, after checking the alarm's own shape.
+fn alarm_uses(template: &Template, id: &str, alarm: &Yaml) -> Vec<MetricUse> {
+    let properties = &alarm["Properties"];
+    for actions in ["AlarmActions", "OKActions"] {
+        let targets: Vec<String> = properties[actions].as_sequence().map(|a| a.iter().map(render).collect()).unwrap_or_default();
+        assert_eq!(targets, vec!["@AlarmTopic@".to_owned()], "{id}: {actions} notify the alarm topic");
+    }
+    if let Some(threshold) = properties.get("Threshold") {
+        let rendered = render(threshold);
+        if let Some((parameter, None)) = reference(&rendered) {
+            assert!(template.yaml["Parameters"].get(parameter).is_some(), "{id}: threshold {parameter} is a parameter");
+        } else {
+            assert!(rendered.parse::<f64>().is_ok(), "{id}: threshold {rendered} is a number or a parameter");
+        }
+    }
+    let dimensions = |metric: &Yaml| -> Vec<(String, Option<String>)> {
+        metric["Dimensions"].as_sequence().into_iter().flatten().map(|d| (render(&d["Name"]), Some(render(&d["Value"])))).collect()
+    };
+    if let Some(queries) = properties.get("Metrics").and_then(Yaml::as_sequence) {
+        let stats: Vec<&Yaml> = queries.iter().filter(|q| q.get("MetricStat").is_some()).collect();
+        assert!(stats.len() <= 10, "{id}: an alarm's metric math reads at most 10 metrics ({})", stats.len());
+        let ids: BTreeSet<String> = queries.iter().map(|q| render(&q["Id"])).collect();
+        let returned = queries.iter().filter(|q| q.get("ReturnData").and_then(Yaml::as_bool) != Some(false)).count();
+        assert_eq!(returned, 1, "{id}: exactly one query returns the alarm's data");
+        for query in queries.iter().filter(|q| q.get("Expression").is_some()) {
+            let expression = render(&query["Expression"]);
+            assert!(!expression.contains("SEARCH"), "{id}: alarms cannot use SEARCH");
+            for read in expression_ids(&expression) {
+                assert!(ids.contains(&read), "{id}: the expression reads {read}, which is no query of the alarm");
+            }
+        }
+        stats
+            .into_iter()
+            .map(|q| {
+                let stat = &q["MetricStat"];
+                MetricUse {
+                    place: id.to_owned(),
+                    namespace: render(&stat["Metric"]["Namespace"]),
+                    name: render(&stat["Metric"]["MetricName"]),
+                    dimensions: dimensions(&stat["Metric"]),
+                    stat: render(&stat["Stat"]),
+                    search: false,
+                }
+            })
+            .collect()
+    } else {
+        let stat = properties.get("ExtendedStatistic").or(properties.get("Statistic")).unwrap_or_else(|| panic!("{id}: a statistic"));
+        vec![MetricUse {
+            place: id.to_owned(),
+            namespace: render(&properties["Namespace"]),
+            name: render(&properties["MetricName"]),
+            dimensions: dimensions(properties),
+            stat: render(stat),
+            search: false,
+        }]
+    }
+}
+
+fn is_percentile(stat: &str) -> bool {
+    stat.strip_prefix('p').is_some_and(|p| p.parse::<f64>().is_ok_and(|p| p > 0.0 && p < 100.0))
+}
+
+/// A custom metric use: in the catalog, the code's dimension set, a statistic for its kind, and
+/// values the code can publish.
+fn check_custom(template: &Template, metric_use: &MetricUse) -> &'static Metric {
+    let place = &metric_use.place;
+    let metric = metrics::find(&metric_use.name).unwrap_or_else(|| panic!("{place}: {} is not in plan::metrics::CATALOG", metric_use.name));
+    let read: BTreeSet<&str> = metric_use.dimensions.iter().map(|(d, _)| d.as_str()).collect();
+    let published: BTreeSet<&str> = std::iter::once(FUNCTION_DIMENSION).chain(metric.dimensions.iter().copied()).collect();
+    assert_eq!(read, published, "{place}: {} is published with exactly the dimensions [function] + {:?}", metric.name, metric.dimensions);
+    assert_eq!(metric_use.dimensions.len(), read.len(), "{place}: a dimension named twice");
+    match metric.kind {
+        Kind::Counter => assert_eq!(metric_use.stat, "Sum", "{place}: {} is a counter: Sum", metric.name),
+        Kind::Histogram => {
+            assert!(
+                is_percentile(&metric_use.stat) || metric_use.stat == "Average",
+                "{place}: {} is a histogram: pNN or Average",
+                metric.name
+            )
+        }
+    }
+    for (dimension, value) in &metric_use.dimensions {
+        let Some(value) = value else { continue };
+        if dimension == FUNCTION_DIMENSION {
+            assert!(template.function_binaries().contains(value), "{place}: function={value} is no function of the template");
+        } else {
+            // The catalog documents each label's closed set of values in its help text.
+            let documented = metric.help.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).any(|word| word == value);
+            assert!(documented, "{place}: {}{{{dimension}={value}}}: a value the catalog does not list ({})", metric.name, metric.help);
+        }
+    }
+    assert!(!metric_use.search || metric_use.dimensions.iter().any(|(_, v)| v.is_none()), "{place}: SEARCH over nothing");
+    metric
+}
+
+/// An AWS metric use: a metric the service publishes, its dimension pointing at a resource of the
+/// right type that exists whenever the widget or alarm does.
+fn check_aws(template: &Template, metric_use: &MetricUse, condition: Option<&str>) -> String {
+    let place = &metric_use.place;
+    assert!(!metric_use.search, "{place}: AWS metrics are named explicitly, each by its resource");
+    let known = AWS_METRICS
+        .iter()
+        .find(|m| m.namespace == metric_use.namespace && m.names.contains(&metric_use.name.as_str()))
+        .unwrap_or_else(|| panic!("{place}: {}/{} is not an AWS metric this test knows", metric_use.namespace, metric_use.name));
+    assert!(
+        known.stats.contains(&metric_use.stat.as_str()),
+        "{place}: {} with {}: expected one of {:?}",
+        metric_use.name,
+        metric_use.stat,
+        known.stats
+    );
+    let [(dimension, Some(value))] = metric_use.dimensions.as_slice() else {
+        panic!("{place}: {} takes exactly the dimension {}: {:?}", metric_use.name, known.dimension, metric_use.dimensions)
+    };
+    assert_eq!(dimension, known.dimension, "{place}: {}", metric_use.name);
+    let (resource, attribute) =
+        reference(value).unwrap_or_else(|| panic!("{place}: {dimension}={value} must reference a template resource"));
+    let resource_type = template.resource_type(resource).unwrap_or_else(|| panic!("{place}: {resource} is no resource of the template"));
+    let (wanted_type, wanted_attribute) = match known.target {
+        Target::HttpApi => ("AWS::Serverless::HttpApi", None),
+        Target::Function | Target::MskMappedFunction => ("AWS::Serverless::Function", None),
+        Target::QueueName => ("AWS::SQS::Queue", Some("QueueName")),
+    };
+    assert_eq!((resource_type, attribute), (wanted_type, wanted_attribute), "{place}: {dimension} names {value}");
+    if known.target == Target::MskMappedFunction {
+        assert!(
+            template.has_msk_event(resource),
+            "{place}: {} is read for {resource}, which has no MSK event source mapping",
+            metric_use.name
+        );
+    }
+    if let Some(needed) = template.condition_of(resource) {
+        assert!(
+            condition.is_some_and(|c| template.implies(c, needed)),
+            "{place}: {resource} exists only under {needed}, the widget or alarm under {condition:?}"
+        );
+    }
+    resource.to_owned()
+}
+
+#[test]
+fn the_dashboard_reads_catalog_metrics_with_their_dimensions_and_real_resources() {
+    let template = Template::load();
+    assert_eq!(
+        template.yaml["Outputs"]["DashboardUrl"].get("Value").map(render).map(|url| url.ends_with("#dashboards/dashboard/@Dashboard@")),
+        Some(true),
+        "the dashboard's URL is an output"
+    );
+    let mut custom_seen = BTreeSet::new();
+    for (condition, body) in template.dashboards() {
+        let uses = dashboard_uses(&body);
+        assert!(!uses.is_empty());
+        let mut lambda: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for metric_use in &uses {
+            if metric_use.namespace == template.namespace {
+                custom_seen.insert(check_custom(&template, metric_use).name);
+            } else {
+                assert!(
+                    metric_use.namespace.starts_with("AWS/"),
+                    "{}: namespace {} is neither ours nor AWS",
+                    metric_use.place,
+                    metric_use.namespace
+                );
+                let resource = check_aws(&template, metric_use, condition);
+                if metric_use.namespace == "AWS/Lambda" {
+                    lambda.entry(metric_use.name.clone()).or_default().insert(resource);
+                }
+            }
+        }
+        // Per function: duration, errors, throttles and concurrency of every function that exists.
+        let functions: BTreeSet<String> = sam::functions(&template.yaml)
+            .into_iter()
+            .map(|f| f.logical_id)
+            .filter(|id| template.condition_of(id).is_none_or(|needed| condition.is_some_and(|c| template.implies(c, needed))))
+            .collect();
+        for name in ["Duration", "Errors", "Throttles", "ConcurrentExecutions"] {
+            assert_eq!(lambda.get(name), Some(&functions), "{name} of every function (indexing part {condition:?})");
+        }
+    }
+    for wanted in
+        ["lambda_cold_starts_total", "indexer_lag_seconds", "store_reads_total", "store_operation_duration_seconds", "sweep_failures_total"]
+    {
+        assert!(custom_seen.contains(wanted), "the dashboard shows {wanted} (issue 13)");
+    }
+}
+
+#[test]
+fn the_alarms_read_catalog_metrics_and_real_resources_and_cover_every_function() {
+    let template = Template::load();
+    let mut errors = BTreeSet::new();
+    let mut throttles = BTreeSet::new();
+    let mut custom = BTreeSet::new();
+    let alarms = template.alarms();
+    assert!(!alarms.is_empty());
+    for (id, alarm) in &alarms {
+        let condition = alarm.get("Condition").and_then(|c| untag(c).as_str());
+        for metric_use in alarm_uses(&template, id, alarm) {
+            if metric_use.namespace == template.namespace {
+                let metric = check_custom(&template, &metric_use);
+                custom.insert(metric.name);
+                // A function's metric is only published where the function exists.
+                for (dimension, value) in &metric_use.dimensions {
+                    if dimension == FUNCTION_DIMENSION {
+                        let function = sam::function_for_binary(value.as_deref().unwrap()).unwrap();
+                        if let Some(needed) = template.condition_of(&function.logical_id) {
+                            assert!(
+                                condition.is_some_and(|c| template.implies(c, needed)),
+                                "{id}: under {needed}, like {}",
+                                function.logical_id
+                            );
+                        }
+                    }
+                }
+            } else {
+                let resource = check_aws(&template, &metric_use, condition);
+                match metric_use.name.as_str() {
+                    "Errors" => errors.insert(resource),
+                    "Throttles" => throttles.insert(resource),
+                    _ => false,
+                };
+            }
+        }
+    }
+    let functions: BTreeSet<String> = sam::functions(&template.yaml).into_iter().map(|f| f.logical_id).collect();
+    assert_eq!(errors, functions, "every function is under an errors alarm");
+    assert_eq!(throttles, functions, "every function is under a throttles alarm");
+    assert!(custom.contains("sweep_failures_total"), "sweep failures alarm (issue 13)");
+
+    // The topic, and its email subscription only when an address is given.
+    assert_eq!(template.resource_type("AlarmTopic"), Some("AWS::SNS::Topic"));
+    let subscription = template.resource("AlarmEmailSubscription").expect("AlarmEmailSubscription");
+    assert_eq!(render(&subscription["Properties"]["Endpoint"]), "@AlarmEmail@");
+    let condition = template.condition_of("AlarmEmailSubscription").expect("the subscription has a condition");
+    let definition = format!("{:?}", template.yaml["Conditions"][condition]);
+    assert!(definition.contains("AlarmEmail") && definition.contains("Not"), "{condition} is AlarmEmail != \"\": {definition}");
+}
+
+#[test]
+fn the_namespace_is_per_stack_and_every_function_gets_it() {
+    let template = Template::load();
+    assert!(template.namespace.contains("@AWS::StackName@"), "two stacks in one account must not share {}", template.namespace);
+    for function in sam::functions(&template.yaml) {
+        let own = function.properties.get("Environment").and_then(|e| e.get("Variables")).and_then(|v| v.get("METRICS_NAMESPACE"));
+        assert!(own.is_none(), "{}: METRICS_NAMESPACE comes from Globals only", function.logical_id);
+    }
+}
