@@ -249,7 +249,6 @@ fn metric_widgets(body: &Json) -> Vec<&Json> {
     body["widgets"].as_array().expect("widgets").iter().filter(|w| w["type"] == "metric").collect()
 }
 
-#[allow(dead_code)] // used by the Grafana check below
 fn titles(body: &Json) -> BTreeSet<String> {
     metric_widgets(body).iter().map(|w| w["properties"]["title"].as_str().expect("every graph has a title").to_owned()).collect()
 }
@@ -596,5 +595,214 @@ fn the_namespace_is_per_stack_and_every_function_gets_it() {
     for function in sam::functions(&template.yaml) {
         let own = function.properties.get("Environment").and_then(|e| e.get("Variables")).and_then(|v| v.get("METRICS_NAMESPACE"));
         assert!(own.is_none(), "{}: METRICS_NAMESPACE comes from Globals only", function.logical_id);
+    }
+}
+
+/// The local Grafana dashboard, provisioned by docker compose.
+fn grafana_dashboard() -> Json {
+    let path = sam::workspace_root().join("docker/grafana/dashboards/healthplan.json");
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// What one PromQL expression reads: each metric (series name) with the labels its matchers name,
+/// and the labels of `by (...)` / `without (...)` clauses.
+#[derive(Debug, Default)]
+struct PromQl {
+    series: Vec<(String, Vec<String>)>,
+    grouping: Vec<String>,
+}
+
+/// Words that are no metric names even without a `(` right after them (aggregations may put
+/// `by (...)` between their name and their argument).
+const PROMQL_KEYWORDS: &[&str] = &[
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "bool",
+    "and",
+    "or",
+    "unless",
+    "offset",
+    "sum",
+    "avg",
+    "min",
+    "max",
+    "count",
+    "group",
+    "stddev",
+    "stdvar",
+    "topk",
+    "bottomk",
+    "quantile",
+    "count_values",
+];
+
+fn parse_promql(expr: &str) -> PromQl {
+    let chars: Vec<char> = expr.chars().collect();
+    let mut parsed = PromQl::default();
+    let mut i = 0;
+    let skip_to = |from: usize, close: char| -> usize {
+        let mut j = from + 1;
+        while j < chars.len() && chars[j] != close {
+            j += if chars[j] == '\\' { 2 } else { 1 };
+        }
+        assert!(j < chars.len(), "unclosed {close} in {expr}");
+        j + 1
+    };
+    while i < chars.len() {
+        let c = chars[i];
+        if c == '"' || c == '\'' {
+            i = skip_to(i, c);
+        } else if c == '[' {
+            i = skip_to(i, ']');
+        } else if c == '{' {
+            let end = skip_to(i, '}');
+            let block: String = chars[i + 1..end - 1].iter().collect();
+            let labels = block
+                .split(',')
+                .filter(|m| !m.trim().is_empty())
+                .map(|m| m.split(['=', '!', '~']).next().unwrap().trim().to_owned())
+                .collect();
+            let last = parsed.series.last_mut().unwrap_or_else(|| panic!("a matcher without a metric name in {expr}"));
+            last.1 = labels;
+            i = end;
+        } else if c.is_ascii_digit() || c == '.' {
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '.') {
+                i += 1;
+            }
+        } else if c.is_ascii_alphabetic() || c == '_' {
+            let start = i;
+            while i < chars.len() && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == ':') {
+                i += 1;
+            }
+            let word: String = chars[start..i].iter().collect();
+            let mut next = i;
+            while next < chars.len() && chars[next] == ' ' {
+                next += 1;
+            }
+            let call = chars.get(next) == Some(&'(');
+            if word == "by" || word == "without" {
+                assert!(call, "{word} (...) in {expr}");
+                let end = skip_to(next, ')');
+                let list: String = chars[next + 1..end - 1].iter().collect();
+                parsed.grouping.extend(list.split(',').map(|l| l.trim().to_owned()).filter(|l| !l.is_empty()));
+                i = end;
+            } else if !call && !PROMQL_KEYWORDS.contains(&word.as_str()) {
+                parsed.series.push((word, Vec::new()));
+            }
+        } else {
+            i += 1;
+        }
+    }
+    parsed
+}
+
+/// The catalog metric behind a Prometheus series name (histograms export `_bucket`, `_sum` and
+/// `_count`), and the extra label the series has (`le` on buckets).
+fn catalog_metric(series: &str) -> Option<(&'static Metric, Option<&'static str>)> {
+    if let Some(metric) = metrics::find(series) {
+        return Some((metric, None));
+    }
+    for (suffix, extra) in [("_bucket", Some("le")), ("_sum", None), ("_count", None)] {
+        if let Some(metric) = series.strip_suffix(suffix).and_then(metrics::find) {
+            return (metric.kind == Kind::Histogram).then_some((metric, extra));
+        }
+    }
+    None
+}
+
+#[test]
+fn the_grafana_dashboard_reads_catalog_metrics_and_labels() {
+    let dashboard = grafana_dashboard();
+    let mut exprs = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or_default();
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().unwrap_or_else(|| panic!("{title}: every target has a PromQL expr"));
+            assert_eq!(target["datasource"]["uid"], "prometheus", "{title}: the provisioned datasource");
+            exprs += 1;
+            let parsed = parse_promql(expr);
+            assert!(!parsed.series.is_empty(), "{title}: {expr} reads no metric");
+            let mut labels: BTreeSet<&str> = BTreeSet::new();
+            for (series, matched) in &parsed.series {
+                let (metric, extra) =
+                    catalog_metric(series).unwrap_or_else(|| panic!("{title}: {series} is not in plan::metrics::CATALOG"));
+                let known: BTreeSet<&str> = metric.labels.iter().copied().chain(extra).collect();
+                for label in matched {
+                    assert!(known.contains(label.as_str()), "{title}: {series} has no label {label} (catalog: {:?})", metric.labels);
+                }
+                labels.extend(known);
+            }
+            for label in &parsed.grouping {
+                assert!(labels.contains(label.as_str()), "{title}: grouping by {label}, which no metric of {expr} has");
+            }
+        }
+    }
+    assert!(exprs >= 10, "the Grafana dashboard has its queries ({exprs})");
+}
+
+#[test]
+fn the_grafana_panels_are_the_cloudwatch_panels_that_exist_locally() {
+    let template = Template::load();
+    let (_, full) = template.dashboards().into_iter().find(|(condition, _)| condition.is_some()).unwrap();
+    let cloudwatch = titles(&full);
+    let dashboard = grafana_dashboard();
+    let panels = dashboard["panels"].as_array().unwrap();
+    let graphs: BTreeSet<String> = panels
+        .iter()
+        .filter(|p| !matches!(p["type"].as_str(), Some("row" | "text")))
+        .map(|p| p["title"].as_str().expect("every panel has a title").to_owned())
+        .collect();
+    for title in &graphs {
+        assert!(cloudwatch.contains(title), "Grafana panel {title:?} has no CloudWatch widget of that title: {cloudwatch:?}");
+    }
+    let note = panels.iter().find(|p| p["type"] == "text").and_then(|p| p["options"]["content"].as_str()).expect("a text panel");
+    let aws_only: BTreeSet<String> = note.lines().filter_map(|l| l.strip_prefix("- ")).map(str::to_owned).collect();
+    assert_eq!(
+        cloudwatch.difference(&graphs).cloned().collect::<BTreeSet<_>>(),
+        aws_only,
+        "the CloudWatch panels missing from Grafana (left) are exactly the ones its note lists as AWS-only (right)"
+    );
+}
+
+/// The README's `## Monitoring` section.
+fn monitoring_section() -> String {
+    let readme = std::fs::read_to_string(sam::workspace_root().join("README.md")).expect("README.md");
+    let start = readme.find("\n## Monitoring\n").expect("README has a ## Monitoring section");
+    let rest = &readme[start + 1..];
+    let end = rest[3..].find("\n## ").map(|e| e + 3).unwrap_or(rest.len());
+    assert!(rest[end..].starts_with("\n## Tests"), "## Monitoring sits just before ## Tests");
+    rest[..end].to_owned()
+}
+
+#[test]
+fn the_readme_lists_every_catalog_metric_every_alarm_and_its_parameters() {
+    let section = monitoring_section();
+    // The metric table: rows starting with a metric name in backticks.
+    let rows: Vec<(String, String)> = section
+        .lines()
+        .filter_map(|l| l.strip_prefix("| `"))
+        .filter_map(|l| l.split_once('`'))
+        .map(|(name, rest)| (name.to_owned(), rest.to_owned()))
+        .filter(|(name, _)| name.ends_with("_total") || name.ends_with("_seconds"))
+        .collect();
+    let in_readme: Vec<&str> = rows.iter().map(|(n, _)| n.as_str()).collect();
+    let catalog: Vec<&str> = metrics::CATALOG.iter().map(|m| m.name).collect();
+    assert_eq!(in_readme, catalog, "README's metric table (left) lists the catalog in its order (right)");
+    for ((_, row), metric) in rows.iter().zip(metrics::CATALOG) {
+        for label in metric.labels {
+            assert!(row.contains(&format!("`{label}`")), "README: {} row names its label {label}", metric.name);
+        }
+    }
+    let template = Template::load();
+    for (id, alarm) in template.alarms() {
+        assert!(section.contains(&format!("`{id}`")), "README's Monitoring section explains the alarm {id}");
+        if let Some((parameter, None)) = alarm["Properties"].get("Threshold").map(render).as_deref().and_then(reference) {
+            assert!(section.contains(&format!("`{parameter}`")), "README: how to tune {id} ({parameter})");
+        }
     }
 }
