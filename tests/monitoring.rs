@@ -333,7 +333,7 @@ fn dashboard_uses(body: &Json) -> Vec<MetricUse> {
             }
             let strings: Vec<&str> = row.iter().filter_map(Json::as_str).collect();
             assert!(!strings.contains(&"..."), "{title}: spell every metric out (no \"...\" shorthand)");
-            assert!(strings.len() >= 2 && strings.len() % 2 == 0, "{title}: [namespace, name, dimension, value, ...]: {row:?}");
+            assert!(strings.len() >= 2 && strings.len().is_multiple_of(2), "{title}: [namespace, name, dimension, value, ...]: {row:?}");
             let stat = options.and_then(|o| o["stat"].as_str()).or(properties["stat"].as_str());
             uses.push(MetricUse {
                 place: title.clone(),
