@@ -6,13 +6,14 @@
 //! versioning, so a redelivery converges to the same index).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use plan::events::{ChangeEvent, Operation, PublishError};
+use plan::metrics::{INDEXER_BATCH_DURATION, INDEXER_BATCHES, INDEXER_LAG, INDEXER_RECORDS};
 use plan_index::{ChangeOutcome, IndexChange, PlanIndex};
 use serde_json::json;
 
@@ -128,16 +129,40 @@ impl Indexer {
         }
     }
 
+    /// Indexes one batch and records it: the batch by outcome (`ok`, or `retry` when it goes back
+    /// for redelivery) with its duration, its records by outcome, and each applied change's
+    /// write-to-indexed lag.
     pub async fn index_batch(&self, event: &KafkaEvent) -> Result<BatchReport, BatchError> {
+        let started = Instant::now();
+        let result = self.index_batch_unrecorded(event).await;
+        metrics::histogram!(INDEXER_BATCH_DURATION.name).record(started.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "ok" } else { "retry" };
+        metrics::counter!(INDEXER_BATCHES.name, "outcome" => outcome).increment(1);
+        if let Ok(report) = &result {
+            for (outcome, count) in [
+                ("applied", report.applied),
+                ("already_applied", report.already_applied),
+                ("dead_lettered", report.dead_lettered),
+                ("dead_letter_lost", report.dead_letters_lost),
+            ] {
+                if count > 0 {
+                    metrics::counter!(INDEXER_RECORDS.name, "outcome" => outcome).increment(count as u64);
+                }
+            }
+        }
+        result
+    }
+
+    async fn index_batch_unrecorded(&self, event: &KafkaEvent) -> Result<BatchReport, BatchError> {
         let mut report = BatchReport::default();
         let mut changes = Vec::new();
         let mut sources = Vec::new();
         for record in delivered_records(event) {
             tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, "record");
             match decode(&record) {
-                Ok(change) => {
+                Ok((change, committed_at_ms)) => {
                     changes.push(change);
-                    sources.push(record);
+                    sources.push((record, committed_at_ms));
                 }
                 Err(reason) => self.dead_letter(&DeadLetter::of(&record, reason), &mut report).await?,
             }
@@ -146,9 +171,17 @@ impl Indexer {
             return Ok(report);
         }
         let outcomes = self.apply_with_retries(&changes).await?;
-        for (record, outcome) in sources.iter().zip(outcomes) {
+        let accepted_at_ms = chrono::Utc::now().timestamp_millis();
+        for ((record, committed_at_ms), outcome) in sources.iter().zip(outcomes) {
             match outcome {
-                ChangeOutcome::Applied => report.applied += 1,
+                ChangeOutcome::Applied => {
+                    report.applied += 1;
+                    if let Some(committed_at_ms) = committed_at_ms {
+                        // Clocks of two hosts: a lag below zero is skew, and reads as zero.
+                        let lag_ms = accepted_at_ms.saturating_sub(*committed_at_ms).max(0);
+                        metrics::histogram!(INDEXER_LAG.name).record(lag_ms as f64 / 1000.0);
+                    }
+                }
                 ChangeOutcome::AlreadyApplied => report.already_applied += 1,
                 ChangeOutcome::Rejected(reason) => self.dead_letter(&DeadLetter::of(record, reason), &mut report).await?,
             }
@@ -200,13 +233,16 @@ impl Indexer {
     }
 }
 
-fn decode(record: &DeliveredRecord) -> Result<IndexChange, String> {
+/// The change a record carries, and when it was committed (for the lag).
+fn decode(record: &DeliveredRecord) -> Result<(IndexChange, Option<i64>), String> {
     let value = record.value.as_ref().map_err(Clone::clone)?;
     let event = ChangeEvent::decode(value)?;
-    Ok(match (event.operation, event.plan) {
+    let committed_at_ms = event.committed_at_ms();
+    let change = match (event.operation, event.plan) {
         (Operation::Upsert, Some(plan)) => IndexChange::Upsert { plan, version: event.version },
         _ => IndexChange::Delete { plan_id: event.plan_id, version: event.version },
-    })
+    };
+    Ok((change, committed_at_ms))
 }
 
 #[async_trait]

@@ -132,8 +132,15 @@ fn fail(message: &str) -> ExitCode {
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env(Deployment::Local)?;
+    // Before the backends, so that everything they record is kept.
+    let metrics = plan_local::exporter::install()?;
     let backends = Backends::from_config(&config, Deployment::Local)?;
     let mut background = Vec::new();
+    if let Some(metrics_addr) = config.metrics_addr {
+        let listener = TcpListener::bind(metrics_addr).await?;
+        tracing::info!("Prometheus metrics on http://{}/metrics (METRICS_ADDR)", listener.local_addr()?);
+        background.push(tokio::spawn(plan_local::exporter::serve(listener, metrics.clone(), std::future::pending())));
+    }
     if let Some(kafka) = &config.kafka {
         // Plays the MSK event source mapping: the topic into the same indexer the Lambda runs.
         let indexer = backends.indexer();
@@ -158,6 +165,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     }
     plan_local::server::serve(listener, plan_http::app(&backends), config.header_timeout, shutdown_signal()).await;
     background.iter().for_each(tokio::task::JoinHandle::abort);
+    tracing::info!("{}", plan_local::exporter::Summary::from_text(&metrics.render()));
     tracing::info!("stopped");
     Ok(())
 }
