@@ -122,6 +122,7 @@ const SOURCES: &[(&str, Source)] = &[
     ("PORT", Source::LocalServer),
     ("HEADER_TIMEOUT_MS", Source::LocalServer),
     ("LOCAL_KEY_DIR", Source::LocalServer),
+    ("METRICS_ADDR", Source::LocalServer),
 ];
 
 fn needed_by(source: Source, role: Role) -> bool {
