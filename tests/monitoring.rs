@@ -806,3 +806,43 @@ fn the_readme_lists_every_catalog_metric_every_alarm_and_its_parameters() {
         }
     }
 }
+
+#[test]
+fn docker_compose_runs_prometheus_on_plan_locals_metrics_address_and_grafana_on_these_files() {
+    let root = sam::workspace_root();
+    let compose: Yaml = serde_norway::from_str(&std::fs::read_to_string(root.join("docker-compose.yml")).unwrap()).unwrap();
+    let volumes = |service: &str| -> Vec<String> {
+        compose["services"][service]["volumes"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("compose service {service} has volumes"))
+            .iter()
+            .map(|v| v.as_str().unwrap().to_owned())
+            .collect()
+    };
+    let mounts = |service: &str, source: &str| {
+        let path = source.trim_start_matches("./");
+        assert!(root.join(path).exists(), "{path} exists");
+        assert!(volumes(service).iter().any(|v| v.starts_with(&format!("{source}:"))), "{service} mounts {source}");
+    };
+    mounts("prometheus", "./docker/prometheus/prometheus.yml");
+    mounts("grafana", "./docker/grafana/provisioning");
+    mounts("grafana", "./docker/grafana/dashboards");
+    // The host's network: the containers reach plan-local on the host's loopback.
+    for service in ["prometheus", "grafana"] {
+        assert_eq!(compose["services"][service]["network_mode"].as_str(), Some("host"), "{service}");
+    }
+
+    // Prometheus scrapes the address plan-local serves its metrics on by default.
+    let config = plan_http::Config::from_vars(plan_http::Deployment::Local, &std::collections::HashMap::new())
+        .expect("the default local configuration");
+    let default = config.metrics_addr.expect("plan-local serves metrics by default").to_string();
+    let prometheus: Yaml =
+        serde_norway::from_str(&std::fs::read_to_string(root.join("docker/prometheus/prometheus.yml")).unwrap()).unwrap();
+    let job = prometheus["scrape_configs"]
+        .as_sequence()
+        .and_then(|jobs| jobs.iter().find(|j| j["job_name"].as_str() == Some("plan-local")))
+        .expect("a plan-local scrape job");
+    assert_eq!(job["metrics_path"].as_str(), Some("/metrics"));
+    let targets: Vec<&str> = job["static_configs"][0]["targets"].as_sequence().unwrap().iter().filter_map(Yaml::as_str).collect();
+    assert_eq!(targets, vec![default.as_str()], "Prometheus scrapes plan-local's default METRICS_ADDR");
+}
