@@ -5,8 +5,8 @@
 //! resource of this template of the right type (the HTTP API, a function, the mapping's function,
 //! a queue) that exists whenever the widget or alarm does. Every function is on the dashboard and
 //! under an errors and a throttles alarm. The local Grafana dashboard reads catalog metrics with
-//! catalog labels and shows the CloudWatch panels it can, and the README's metric table is the
-//! catalog.
+//! catalog labels and shows the CloudWatch panels it can, docker compose mounts those files and
+//! scrapes plan-local's default metrics address, and the README's metric table is the catalog.
 
 use std::collections::{BTreeMap, BTreeSet};
 
