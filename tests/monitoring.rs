@@ -845,4 +845,27 @@ fn docker_compose_runs_prometheus_on_plan_locals_metrics_address_and_grafana_on_
     assert_eq!(job["metrics_path"].as_str(), Some("/metrics"));
     let targets: Vec<&str> = job["static_configs"][0]["targets"].as_sequence().unwrap().iter().filter_map(Yaml::as_str).collect();
     assert_eq!(targets, vec![default.as_str()], "Prometheus scrapes plan-local's default METRICS_ADDR");
+
+    // On the host's network every listener shares the host's ports: neither may take plan-local's.
+    let grafana_port: u16 = compose["services"]["grafana"]["environment"]["GF_SERVER_HTTP_PORT"]
+        .as_str()
+        .and_then(|p| p.parse().ok())
+        .expect("GF_SERVER_HTTP_PORT");
+    let prometheus_port: u16 = compose["services"]["prometheus"]["command"]
+        .as_sequence()
+        .into_iter()
+        .flatten()
+        .filter_map(Yaml::as_str)
+        .find_map(|arg| arg.strip_prefix("--web.listen-address=127.0.0.1:"))
+        .and_then(|p| p.parse().ok())
+        .expect("Prometheus listens on 127.0.0.1:PORT");
+    let taken = [config.port, config.metrics_addr.unwrap().port()];
+    for (service, port) in [("grafana", grafana_port), ("prometheus", prometheus_port)] {
+        assert!(!taken.contains(&port), "{service} on {port} would take one of plan-local's default ports {taken:?}");
+    }
+    assert_eq!(
+        compose["services"]["grafana"]["environment"]["GF_SERVER_HTTP_ADDR"].as_str(),
+        Some("127.0.0.1"),
+        "Grafana on loopback only"
+    );
 }
