@@ -18,8 +18,8 @@ use jsonwebtoken::Algorithm;
 use plan::events::{ChangeEvent, ChangePublisher, PublishError};
 use plan::metrics::{CATALOG, FUNCTION_DIMENSION, Kind};
 use plan::store::{
-    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreWalk, StoredPlan,
-    TimedOut, WriteError,
+    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreWalk, StoredPlan, TimedOut,
+    WriteError,
 };
 use plan::{ObjectId, WritePolicy};
 use plan_e2e::app::{TEST_AUDIENCE, TEST_ISSUER, TestApp, spawn_app, test_issuer};
