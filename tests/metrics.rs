@@ -263,6 +263,7 @@ async fn workload(world: &World, tag: &str, extra_plans: usize) -> Written {
             key: Some(event.plan_id.as_str().as_bytes().to_vec()),
             value: Some(event.to_json()),
             timestamp_ms: 0,
+            headers: Vec::new(),
         })
         .collect();
     records.push(ConsumedRecord {
@@ -272,6 +273,7 @@ async fn workload(world: &World, tag: &str, extra_plans: usize) -> Written {
         key: Some(id.as_bytes().to_vec()),
         value: Some(b"{not a change event".to_vec()),
         timestamp_ms: 0,
+        headers: Vec::new(),
     });
     let batch = msk_event(&records, "arn:aws:kafka:eu-west-1:123456789012:cluster/plans/abc");
     let report = world.backends.indexer().index_batch(&batch).await.unwrap();

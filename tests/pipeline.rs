@@ -115,6 +115,102 @@ async fn http_writes_reach_the_index_through_kafka() {
     assert!(p.dead_letters.letters().is_empty());
 }
 
+/// One write followed through the logs, as an operator would: the HTTP function (in process, with
+/// the Lambda runtime's context) writes with a request id and an X-Ray trace id, both travel in the
+/// Kafka record's headers, and the indexer logs the record under both. `current_thread`: every
+/// task of the test logs into this thread's capture.
+#[tokio::test]
+async fn a_write_and_its_indexing_are_logged_under_one_request_id() {
+    let Some(bootstrap) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
+    let Some(store) = redis_store() else { return };
+    let logs = plan_e2e::logs::LogCapture::default();
+    let _capture = logs.install();
+    let kafka = kafka_config(&bootstrap, Duration::from_secs(5));
+    let index = Arc::new(EmbeddedIndex::new());
+    let indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));
+    let poller = tokio::spawn(run_poller(kafka.clone(), indexer, Offsets::default()));
+    let backends =
+        Backends::with_parts(store, Arc::new(KafkaPublisher::new(kafka.clone())), WritePolicy::default()).with_auth(test_auth(None));
+
+    let plan = unique_plan(&tag());
+    let request_id = format!("trace-test-{}", tag());
+    let trace_id = "Root=1-6740a1b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1";
+    let mut request = lambda_http::http::Request::builder()
+        .method("POST")
+        .uri("/v1/plan")
+        .header("content-type", "application/json")
+        .header("authorization", format!("Bearer {}", plan_e2e::app::full_token()))
+        .header("x-request-id", &request_id)
+        .body(lambda_http::Body::from(plan.to_string()))
+        .unwrap();
+    let mut context = lambda_http::Context::default();
+    context.xray_trace_id = Some(trace_id.to_owned());
+    request.extensions_mut().insert(context);
+    let response = tower::ServiceExt::oneshot(plan_http::router(&[plan_http::Endpoint::CreatePlan], &backends), request).await.unwrap();
+    assert_eq!(response.status(), 201);
+    until_indexed(index.as_ref(), &plan, Some(1)).await;
+    poller.abort();
+
+    // The record's headers.
+    let client = plan_events::kafka::connect(&kafka).await.unwrap();
+    let partition = plan_events::partition_for(id_of(&plan).as_bytes(), kafka.create_partitions);
+    let partition_client =
+        client.partition_client(kafka.topic.clone(), partition, rskafka::client::partition::UnknownTopicHandling::Retry).await.unwrap();
+    let (records, _) = partition_client.fetch_records(0, 1..1_000_000, 100).await.unwrap();
+    let headers =
+        &records.iter().find(|r| r.record.key.as_deref() == Some(id_of(&plan).as_bytes())).expect("the plan's record").record.headers;
+    let text = |name: &str| headers.get(name).map(|value| String::from_utf8_lossy(value).into_owned());
+    assert_eq!(text("requestId").as_deref(), Some(request_id.as_str()));
+    assert_eq!(text("traceId").as_deref(), Some(trace_id));
+    assert_eq!(text("schemaVersion").as_deref(), Some("1"));
+
+    // The logs: the request's answer and the record's indexing under the same ids.
+    let lines = logs.lines();
+    let under_request = |message: &str| {
+        lines
+            .iter()
+            .filter(|line| line["fields"]["message"] == message && line["span"]["request_id"] == request_id.as_str())
+            .cloned()
+            .collect::<Vec<Value>>()
+    };
+    let answered = under_request("answered");
+    assert_eq!(answered.len(), 1, "{lines:#?}");
+    assert_eq!(answered[0]["span"]["trace_id"], trace_id);
+    assert_eq!(answered[0]["fields"]["status"], 201);
+    let indexed = under_request("record indexed");
+    assert_eq!(indexed.len(), 1, "{lines:#?}");
+    assert_eq!(indexed[0]["span"]["trace_id"], trace_id);
+    assert_eq!(indexed[0]["fields"]["plan"], id_of(&plan).as_str());
+    assert_eq!(indexed[0]["fields"]["outcome"], "applied");
+    assert_eq!(indexed[0]["span"]["partition"], partition);
+}
+
+/// A record whose value is not an event is still logged under the request that wrote it: the
+/// trace context comes from the headers, not from the value.
+#[tokio::test]
+async fn a_poison_record_is_logged_under_the_request_that_wrote_it() {
+    let logs = plan_e2e::logs::LogCapture::default();
+    let _capture = logs.install();
+    let dead_letters = Arc::new(MemoryDeadLetters::default());
+    let indexer = Indexer::new(Arc::new(EmbeddedIndex::new()), dead_letters.clone());
+    let poison = ConsumedRecord {
+        topic: "plan_operations".into(),
+        partition: 2,
+        offset: 9,
+        key: Some(b"p".to_vec()),
+        value: Some(b"{not an event".to_vec()),
+        timestamp_ms: 0,
+        headers: vec![("requestId".to_owned(), b"req-poison".to_vec()), ("traceId".to_owned(), b"Root=1-abc".to_vec())],
+    };
+    let report = indexer.index_batch(&msk_event(&[poison], "arn:test")).await.unwrap();
+    assert_eq!(report.dead_lettered, 1);
+    let lines = logs.lines();
+    let line =
+        lines.iter().find(|l| l["fields"]["message"] == "poison record dead-lettered and skipped").expect("the poison record's line");
+    assert_eq!((&line["span"]["request_id"], &line["span"]["trace_id"]), (&json!("req-poison"), &json!("Root=1-abc")));
+    assert_eq!((&line["span"]["partition"], &line["span"]["offset"]), (&json!(2), &json!(9)));
+}
+
 /// Records of a sequence of changes to several plans, as a topic would hold them.
 async fn recorded_changes() -> Vec<ConsumedRecord> {
     let publisher = Arc::new(plan_e2e::RecordingPublisher::default());
@@ -151,6 +247,7 @@ async fn recorded_changes() -> Vec<ConsumedRecord> {
             key: Some(event.plan_id.as_str().as_bytes().to_vec()),
             value: Some(event.to_json()),
             timestamp_ms: 0,
+            headers: event.headers().into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
         })
         .collect()
 }

@@ -8,6 +8,7 @@ pub use publisher::RecordingPublisher;
 pub mod events;
 pub mod index;
 pub mod jwks;
+pub mod logs;
 pub mod raw_redis;
 pub mod sam;
 

@@ -48,6 +48,7 @@ impl ChangePublisher for InProcessBus {
             key: Some(event.plan_id.as_str().as_bytes().to_vec()),
             value: Some(event.to_json()),
             timestamp_ms: chrono::Utc::now().timestamp_millis(),
+            headers: event.headers().into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
         };
         let (handled, done) = oneshot::channel();
         self.sender.send((record, handled)).map_err(|_| PublishError::new("the in-process bus has stopped"))?;

@@ -129,8 +129,10 @@ impl Indexer {
         }
     }
 
-    /// Indexes one batch and records it: the batch by outcome (`ok`, or `retry` when it goes back
-    /// for redelivery) with its duration, its records by outcome, and each applied change's
+    /// Indexes one batch. Every record is logged under the request that wrote it (`request_id`
+    /// and, on Lambda, `trace_id` from its headers): one search for a request id in the logs finds
+    /// the write and its indexing. The batch is recorded by outcome (`ok`, or `retry` when it goes
+    /// back for redelivery) with its duration, its records by outcome, and each applied change's
     /// write-to-indexed lag.
     pub async fn index_batch(&self, event: &KafkaEvent) -> Result<BatchReport, BatchError> {
         let started = Instant::now();
@@ -158,13 +160,17 @@ impl Indexer {
         let mut changes = Vec::new();
         let mut sources = Vec::new();
         for record in delivered_records(event) {
-            tracing::debug!(topic = %record.topic, partition = record.partition, offset = record.offset, "record");
             match decode(&record) {
-                Ok((change, committed_at_ms)) => {
+                Ok(Decoded { change, request_id, committed_at_ms }) => {
+                    let span = record_span(&record, &request_id);
                     changes.push(change);
-                    sources.push((record, committed_at_ms));
+                    sources.push((record, span, committed_at_ms));
                 }
-                Err(reason) => self.dead_letter(&DeadLetter::of(&record, reason), &mut report).await?,
+                Err(reason) => {
+                    let letter = DeadLetter::of(&record, reason);
+                    let span = record_span(&record, "");
+                    tracing::Instrument::instrument(self.dead_letter(&letter, &mut report), span).await?;
+                }
             }
         }
         if changes.is_empty() {
@@ -172,18 +178,26 @@ impl Indexer {
         }
         let outcomes = self.apply_with_retries(&changes).await?;
         let accepted_at_ms = chrono::Utc::now().timestamp_millis();
-        for ((record, committed_at_ms), outcome) in sources.iter().zip(outcomes) {
+        for ((record, span, committed_at_ms), (change, outcome)) in sources.iter().zip(changes.iter().zip(outcomes)) {
+            let (plan, version) = (change.plan_id(), change.version());
             match outcome {
                 ChangeOutcome::Applied => {
                     report.applied += 1;
+                    span.in_scope(|| tracing::info!(plan = %plan, version, outcome = "applied", "record indexed"));
                     if let Some(committed_at_ms) = committed_at_ms {
                         // Clocks of two hosts: a lag below zero is skew, and reads as zero.
                         let lag_ms = accepted_at_ms.saturating_sub(*committed_at_ms).max(0);
                         metrics::histogram!(INDEXER_LAG.name).record(lag_ms as f64 / 1000.0);
                     }
                 }
-                ChangeOutcome::AlreadyApplied => report.already_applied += 1,
-                ChangeOutcome::Rejected(reason) => self.dead_letter(&DeadLetter::of(record, reason), &mut report).await?,
+                ChangeOutcome::AlreadyApplied => {
+                    report.already_applied += 1;
+                    span.in_scope(|| tracing::info!(plan = %plan, version, outcome = "already_applied", "record indexed"));
+                }
+                ChangeOutcome::Rejected(reason) => {
+                    let letter = DeadLetter::of(record, reason);
+                    tracing::Instrument::instrument(self.dead_letter(&letter, &mut report), span.clone()).await?;
+                }
             }
         }
         tracing::info!(
@@ -233,8 +247,29 @@ impl Indexer {
     }
 }
 
-/// The change a record carries, and when it was committed (for the lag).
-fn decode(record: &DeliveredRecord) -> Result<(IndexChange, Option<i64>), String> {
+/// The span of one record: where it sits in the topic, and the request (and trace) that wrote it.
+/// A record without trace headers (written before they existed) falls back to the request id in
+/// its value (`from_value`, empty when the value did not parse).
+fn record_span(record: &DeliveredRecord, from_value: &str) -> tracing::Span {
+    tracing::info_span!(
+        "record",
+        request_id = record.trace.request_id.as_deref().unwrap_or(from_value),
+        trace_id = record.trace.trace_id.as_deref().unwrap_or_default(),
+        topic = %record.topic,
+        partition = record.partition,
+        offset = record.offset,
+    )
+}
+
+/// What the indexer reads from a record: the change it asks for, the request id its value
+/// carries, and when the change was committed (the start of the write-to-indexed lag).
+struct Decoded {
+    change: IndexChange,
+    request_id: String,
+    committed_at_ms: Option<i64>,
+}
+
+fn decode(record: &DeliveredRecord) -> Result<Decoded, String> {
     let value = record.value.as_ref().map_err(Clone::clone)?;
     let event = ChangeEvent::decode(value)?;
     let committed_at_ms = event.committed_at_ms();
@@ -242,7 +277,7 @@ fn decode(record: &DeliveredRecord) -> Result<(IndexChange, Option<i64>), String
         (Operation::Upsert, Some(plan)) => IndexChange::Upsert { plan, version: event.version },
         _ => IndexChange::Delete { plan_id: event.plan_id, version: event.version },
     };
-    Ok((change, committed_at_ms))
+    Ok(Decoded { change, request_id: event.request_id, committed_at_ms })
 }
 
 #[async_trait]
@@ -277,6 +312,7 @@ mod tests {
             key: Some(b"p".to_vec()),
             value: Some(b"{not an event".to_vec()),
             timestamp_ms: 0,
+            headers: Vec::new(),
         };
         let report = indexer.index_batch(&msk_event(&[poison], "arn:test")).await.expect("the batch succeeds");
         assert_eq!((report.dead_lettered, report.dead_letters_lost), (0, 1));

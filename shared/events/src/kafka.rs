@@ -144,6 +144,7 @@ impl KafkaPublisher {
     /// Connects and makes sure the topic exists (creating it as [`TopicCreation`] allows: the
     /// dead-letter topic at start, so that it exists before the first poison record and can be
     /// watched, and the reindex function's `setup` job); returns its partition count.
+    #[tracing::instrument(name = "kafka.ensure_topic", skip_all, fields(topic = %self.config.topic))]
     pub async fn ensure_topic(&self) -> Result<i32, PublishError> {
         let work = async { self.connection().await.map(|c| c.partition_count) };
         match tokio::time::timeout(self.config.timeout.max(Duration::from_secs(10)), work).await {
@@ -153,6 +154,7 @@ impl KafkaPublisher {
     }
 
     /// Produces one keyed record; returns its partition and offset.
+    #[tracing::instrument(name = "kafka.produce", skip_all, fields(topic = %self.config.topic, bytes = value.len()))]
     pub async fn produce(&self, key: &str, value: Vec<u8>, headers: BTreeMap<String, Vec<u8>>) -> Result<(i32, i64), PublishError> {
         let work = async {
             let connection = self.connection().await?;
@@ -197,7 +199,7 @@ fn publish_error(error: KafkaError) -> PublishError {
 #[async_trait]
 impl ChangePublisher for KafkaPublisher {
     async fn publish(&self, event: &ChangeEvent) -> Result<(), PublishError> {
-        let headers = BTreeMap::from([("schemaVersion".to_owned(), event.schema_version.to_string().into_bytes())]);
+        let headers: BTreeMap<String, Vec<u8>> = event.headers().into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
         let (partition, offset) = self.produce(event.plan_id.as_str(), event.to_json(), headers).await?;
         tracing::debug!(plan = %event.plan_id, version = event.version, partition, offset, "change event published");
         Ok(())
@@ -213,6 +215,7 @@ impl Probe for KafkaPublisher {
     /// Asks the brokers for their topics over the publisher's own connection, so a health check
     /// costs no new connection; a failure drops it, as a failed produce does, and the next call
     /// connects afresh.
+    #[tracing::instrument(name = "kafka.ping", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         let check = async {
             let connection = self.connection().await?;

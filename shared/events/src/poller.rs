@@ -128,6 +128,7 @@ async fn poll_partition(
                 key: r.record.key,
                 value: r.record.value,
                 timestamp_ms: r.record.timestamp.timestamp_millis(),
+                headers: r.record.headers.into_iter().collect(),
             })
             .collect();
         let Some(last) = batch.last().map(|r| r.offset) else { continue };

@@ -266,7 +266,8 @@ mod tests {
             metrics::counter!("store_reads_total", "result" => "hit").increment(2);
             metrics::counter!("not_in_the_catalog_total").increment(1);
             for i in 0..250 {
-                metrics::histogram!("http_request_duration_seconds", "route" => "/v1/plan/{id}", "method" => "GET").record(f64::from(i) / 1000.0);
+                metrics::histogram!("http_request_duration_seconds", "route" => "/v1/plan/{id}", "method" => "GET")
+                    .record(f64::from(i) / 1000.0);
             }
         });
         let lines = lines(&recorder);
@@ -276,7 +277,10 @@ mod tests {
         assert_eq!(reads[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["function", "result"]]));
         assert_eq!(reads[0]["function"], "get-plan");
         let durations: Vec<&Value> = lines.iter().filter(|line| line.get("http_request_duration_seconds").is_some()).collect();
-        assert_eq!(durations.iter().map(|l| l["http_request_duration_seconds"].as_array().unwrap().len()).collect::<Vec<_>>(), [100, 100, 50]);
+        assert_eq!(
+            durations.iter().map(|l| l["http_request_duration_seconds"].as_array().unwrap().len()).collect::<Vec<_>>(),
+            [100, 100, 50]
+        );
         assert_eq!(durations[0]["route"], "/v1/plan/{id}");
         assert_eq!(durations[0]["_aws"]["CloudWatchMetrics"][0]["Dimensions"], json!([["function"]]));
         assert_eq!(lines.len(), 4, "nothing outside the catalog");

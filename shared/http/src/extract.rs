@@ -239,7 +239,8 @@ impl<S: Send + Sync> FromRequestParts<S> for CallerContext {
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let tenant = parts.extensions.get::<plan::Tenant>().cloned().ok_or(ApiError::NoTenant)?;
         let request_id = parts.extensions.get::<crate::middleware::RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-        Ok(CallerContext(plan::Caller::new(tenant, request_id)))
+        let trace_id = parts.extensions.get::<crate::middleware::TraceId>().map(|t| t.0.clone());
+        Ok(CallerContext(plan::Caller::new(tenant, request_id).traced(trace_id)))
     }
 }
 

@@ -24,10 +24,25 @@ pub const MAX_HEADER_BYTES: usize = 32 * 1024;
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
 
+/// The X-Ray trace header of the invocation serving the request, on Lambda (from the runtime's
+/// context, never from a header the caller could set).
+#[derive(Debug, Clone)]
+pub struct TraceId(pub String);
+
 pub async fn request_id(mut request: Request, next: Next) -> Response {
     let id = caller_request_id(&request).or_else(|| gateway_request_id(&request)).unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let trace_id = invocation_trace_id(&request);
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    if let Some(trace_id) = &trace_id {
+        request.extensions_mut().insert(TraceId(trace_id.clone()));
+    }
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        trace_id = trace_id.as_deref().unwrap_or_default(),
+        method = %request.method(),
+        path = %request.uri().path()
+    );
     let started = std::time::Instant::now();
     let mut response = tracing::Instrument::instrument(next.run(request), span.clone()).await;
     span.in_scope(|| {
@@ -43,6 +58,11 @@ fn caller_request_id(request: &Request) -> Option<String> {
     let value = request.headers().get(REQUEST_ID)?.to_str().ok()?;
     let sane = !value.is_empty() && value.len() <= 128 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
     sane.then(|| value.to_owned())
+}
+
+fn invocation_trace_id(request: &Request) -> Option<String> {
+    let trace_id = request.extensions().get::<lambda_http::Context>()?.xray_trace_id.as_deref()?;
+    (!trace_id.is_empty() && trace_id.len() <= 256).then(|| trace_id.to_owned())
 }
 
 fn gateway_request_id(request: &Request) -> Option<String> {

@@ -193,7 +193,7 @@ pub fn failures(endpoint: Endpoint) -> Vec<ApiError> {
     if let Some(scope) = endpoint.scope() {
         failures.extend([
             ApiError::Auth(AuthError::InvalidToken(TokenRejection::Missing)),
-            ApiError::Auth(AuthError::InsufficientScope(scope)),
+            ApiError::Auth(AuthError::InsufficientScope(scope.as_str().to_owned())),
             ApiError::Auth(AuthError::NoOrganisation("hd".to_owned())),
             ApiError::Auth(AuthError::KeysUnavailable),
             // The authentication layer names a tenant for every request it lets through; a

@@ -152,7 +152,13 @@ impl fmt::Display for Summary {
         write!(
             f,
             "metrics: {} requests ({} 4xx, {} 5xx), p99 {p99}; store reads {reads}, hit ratio {hit_ratio}; events published {}, pending for the sweep {}; records indexed {}, dead-lettered {}",
-            self.requests, self.client_errors, self.server_errors, self.events_published, self.events_pending, self.records_indexed, self.dead_lettered
+            self.requests,
+            self.client_errors,
+            self.server_errors,
+            self.events_published,
+            self.events_pending,
+            self.records_indexed,
+            self.dead_lettered
         )
     }
 }

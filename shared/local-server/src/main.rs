@@ -136,10 +136,17 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let metrics = plan_local::exporter::install()?;
     let backends = Backends::from_config(&config, Deployment::Local)?;
     let mut background = Vec::new();
-    if let Some(metrics_addr) = config.metrics_addr {
-        let listener = TcpListener::bind(metrics_addr).await?;
-        tracing::info!("Prometheus metrics on http://{}/metrics (METRICS_ADDR)", listener.local_addr()?);
-        background.push(tokio::spawn(plan_local::exporter::serve(listener, metrics.clone(), std::future::pending())));
+    // A second server on the machine (a test run, another checkout) holds the default port: the
+    // API still starts, without its scrape endpoint, and says so.
+    match config.metrics_addr.map(TcpListener::bind) {
+        Some(bind) => match bind.await {
+            Ok(listener) => {
+                tracing::info!("Prometheus metrics on http://{}/metrics (METRICS_ADDR)", listener.local_addr()?);
+                background.push(tokio::spawn(plan_local::exporter::serve(listener, metrics.clone(), std::future::pending())));
+            }
+            Err(error) => tracing::warn!(%error, "no Prometheus endpoint: METRICS_ADDR cannot be bound (set another address, or off)"),
+        },
+        None => tracing::info!("no Prometheus endpoint (METRICS_ADDR=off)"),
     }
     if let Some(kafka) = &config.kafka {
         // Plays the MSK event source mapping: the topic into the same indexer the Lambda runs.

@@ -40,6 +40,50 @@ pub struct ChangeEvent {
     /// The request that made the change (empty for changes replayed by the sweep).
     #[serde(rename = "requestId")]
     pub request_id: String,
+    /// The X-Ray trace of the request that made the change, on Lambda. Not part of the JSON
+    /// document: it travels in the record's headers ([`TraceContext`]), as the request id does.
+    #[serde(skip)]
+    pub trace_id: Option<String>,
+}
+
+/// The record headers of a change event: the schema version, and what ties the record to the
+/// request that made it (the request id, and the X-Ray trace id on Lambda). Consumers read the
+/// trace context from the headers without parsing the value, so a poison record is still logged
+/// under the request that wrote it.
+pub mod headers {
+    pub const SCHEMA_VERSION: &str = "schemaVersion";
+    pub const REQUEST_ID: &str = "requestId";
+    pub const TRACE_ID: &str = "traceId";
+}
+
+/// The longest request or trace id read back from a record's headers; longer values are cut
+/// (the producer writes at most 128-byte request ids and X-Ray's ~80-byte trace headers).
+const MAX_TRACE_VALUE: usize = 256;
+
+/// Where a consumed record came from, as its headers say.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraceContext {
+    pub request_id: Option<String>,
+    pub trace_id: Option<String>,
+}
+
+impl TraceContext {
+    /// Reads the trace headers of a record; a missing, empty or non-UTF-8 value is `None`.
+    pub fn from_headers<'a>(headers: impl IntoIterator<Item = (&'a str, &'a [u8])>) -> Self {
+        let text = |value: &[u8]| {
+            let value = value.get(..value.len().min(MAX_TRACE_VALUE)).unwrap_or_default();
+            std::str::from_utf8(value).ok().filter(|v| !v.is_empty()).map(str::to_owned)
+        };
+        let mut context = Self::default();
+        for (name, value) in headers {
+            match name {
+                headers::REQUEST_ID => context.request_id = text(value),
+                headers::TRACE_ID => context.trace_id = text(value),
+                _ => {}
+            }
+        }
+        context
+    }
 }
 
 impl ChangeEvent {
@@ -52,6 +96,7 @@ impl ChangeEvent {
             plan: Some(plan),
             occurred_at: now_rfc3339(),
             request_id: request_id.to_owned(),
+            trace_id: None,
         }
     }
 
@@ -64,7 +109,27 @@ impl ChangeEvent {
             plan: None,
             occurred_at: now_rfc3339(),
             request_id: request_id.to_owned(),
+            trace_id: None,
         }
+    }
+
+    /// The same event under the X-Ray trace of the request that made it.
+    pub fn traced(mut self, trace_id: Option<String>) -> Self {
+        self.trace_id = trace_id;
+        self
+    }
+
+    /// The record headers this event is published with ([`headers`]); the request and trace ids
+    /// only when known.
+    pub fn headers(&self) -> Vec<(&'static str, Vec<u8>)> {
+        let mut out = vec![(headers::SCHEMA_VERSION, self.schema_version.to_string().into_bytes())];
+        if !self.request_id.is_empty() {
+            out.push((headers::REQUEST_ID, self.request_id.clone().into_bytes()));
+        }
+        if let Some(trace_id) = &self.trace_id {
+            out.push((headers::TRACE_ID, trace_id.clone().into_bytes()));
+        }
+        out
     }
 
     /// The same event dated at its commit (ms since the Unix epoch) rather than now: what the
@@ -181,6 +246,31 @@ mod tests {
             assert!(errors.is_empty(), "{errors:?}");
             assert_eq!(ChangeEvent::decode(&event.to_json()).unwrap(), event);
         }
+    }
+
+    #[test]
+    fn the_request_and_trace_travel_in_the_headers_only() {
+        let event = ChangeEvent::upsert(plan(), 3, "req-1").traced(Some("Root=1-abc".to_owned()));
+        let headers = event.headers();
+        let names: Vec<&str> = headers.iter().map(|(name, _)| *name).collect();
+        assert_eq!(names, [headers::SCHEMA_VERSION, headers::REQUEST_ID, headers::TRACE_ID]);
+        let context = TraceContext::from_headers(headers.iter().map(|(name, value)| (*name, value.as_slice())));
+        assert_eq!(context, TraceContext { request_id: Some("req-1".into()), trace_id: Some("Root=1-abc".into()) });
+        // The document is unchanged: what consumers of the value (and its schema) know.
+        let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
+        assert!(json.get("traceId").is_none());
+        assert_eq!(ChangeEvent::decode(&event.to_json()).unwrap().trace_id, None);
+        // A sweep's republished change has no request: no header rather than an empty one.
+        assert_eq!(ChangeEvent::delete(event.plan_id.clone(), 4, "").headers().len(), 1);
+    }
+
+    #[test]
+    fn trace_headers_are_bounded_and_must_be_text() {
+        let long = vec![b'a'; 10_000];
+        let context = TraceContext::from_headers([(headers::REQUEST_ID, long.as_slice()), (headers::TRACE_ID, &[0xff, 0xfe][..])]);
+        assert_eq!(context.request_id.map(|id| id.len()), Some(MAX_TRACE_VALUE));
+        assert_eq!(context.trace_id, None, "not UTF-8");
+        assert_eq!(TraceContext::from_headers([(headers::REQUEST_ID, &b""[..])]).request_id, None);
     }
 
     #[test]

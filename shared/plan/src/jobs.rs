@@ -65,7 +65,11 @@ pub async fn sweep(walk: &dyn StoreWalk, store: &dyn PlanWriter, publisher: &dyn
     result
 }
 
-async fn sweep_unrecorded(walk: &dyn StoreWalk, store: &dyn PlanWriter, publisher: &dyn ChangePublisher) -> Result<SweepReport, SweepError> {
+async fn sweep_unrecorded(
+    walk: &dyn StoreWalk,
+    store: &dyn PlanWriter,
+    publisher: &dyn ChangePublisher,
+) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
     let mut cursor = None;
     loop {

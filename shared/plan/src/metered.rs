@@ -13,12 +13,11 @@ use async_trait::async_trait;
 use crate::events::{ChangeEvent, ChangePublisher, PublishError};
 use crate::id::ObjectId;
 use crate::metrics::{
-    EVENTS_PUBLISH_DURATION, EVENTS_PUBLISHED, STORE_CAS_CONFLICTS, STORE_ERRORS, STORE_OPERATION_DURATION, STORE_OPERATIONS,
-    STORE_READS,
+    EVENTS_PUBLISH_DURATION, EVENTS_PUBLISHED, STORE_CAS_CONFLICTS, STORE_ERRORS, STORE_OPERATION_DURATION, STORE_OPERATIONS, STORE_READS,
 };
 use crate::store::{
-    PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreErrorKind, StoreWalk,
-    StoredPlan, WriteError,
+    PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreErrorKind, StoreWalk, StoredPlan,
+    WriteError,
 };
 
 /// A store port implementation, measured: operations by kind and outcome with their latency, reads

@@ -69,8 +69,12 @@ pub const HTTP_REQUESTS: Metric = counter(
     &[],
     "Requests answered, by route template (`/v1/plan/{id}`, or `unmatched`), method and status code.",
 );
-pub const HTTP_REQUEST_DURATION: Metric =
-    seconds("http_request_duration_seconds", &["route", "method"], &[], "Time from the request's arrival to its answer, by route and method.");
+pub const HTTP_REQUEST_DURATION: Metric = seconds(
+    "http_request_duration_seconds",
+    &["route", "method"],
+    &[],
+    "Time from the request's arrival to its answer, by route and method.",
+);
 
 // Store (Redis, the source of truth).
 pub const STORE_OPERATIONS: Metric = counter(
@@ -79,7 +83,8 @@ pub const STORE_OPERATIONS: Metric = counter(
     &[],
     "Store calls by operation (plan, owner, page, commit, delete, mark_published, walk, repair, ping) and outcome (ok, conflict, unavailable, corrupt).",
 );
-pub const STORE_OPERATION_DURATION: Metric = seconds("store_operation_duration_seconds", &["op"], &[], "Latency of store calls, by operation.");
+pub const STORE_OPERATION_DURATION: Metric =
+    seconds("store_operation_duration_seconds", &["op"], &[], "Latency of store calls, by operation.");
 pub const STORE_READS: Metric = counter(
     "store_reads_total",
     &["result"],
@@ -100,7 +105,8 @@ pub const STORE_ERRORS: Metric =
 // Change events (Kafka).
 pub const EVENTS_PUBLISHED: Metric =
     counter("events_published_total", &["outcome"], &["outcome"], "Change events sent to the topic, by outcome (ok, error).");
-pub const EVENTS_PUBLISH_DURATION: Metric = seconds("events_publish_duration_seconds", &[], &[], "Latency of a publish, until the broker acknowledged it.");
+pub const EVENTS_PUBLISH_DURATION: Metric =
+    seconds("events_publish_duration_seconds", &[], &[], "Latency of a publish, until the broker acknowledged it.");
 pub const EVENTS_PENDING: Metric = counter(
     "events_pending_total",
     &[],
@@ -109,7 +115,8 @@ pub const EVENTS_PENDING: Metric = counter(
 );
 pub const SWEEP_RUNS: Metric = counter("sweep_runs_total", &["outcome"], &[], "Sweeps of the outbox marks, by outcome (ok, error).");
 pub const SWEEP_REPUBLISHED: Metric = counter("sweep_republished_total", &[], &[], "Changes the sweep published again.");
-pub const SWEEP_FAILURES: Metric = counter("sweep_failures_total", &[], &[], "Plans the sweep could not publish (left marked for the next run).");
+pub const SWEEP_FAILURES: Metric =
+    counter("sweep_failures_total", &[], &[], "Plans the sweep could not publish (left marked for the next run).");
 
 // Indexer (the MSK event source mapping's consumer).
 pub const INDEXER_BATCHES: Metric = counter("indexer_batches_total", &["outcome"], &[], "Batches handled, by outcome (ok, retry).");
@@ -145,7 +152,8 @@ pub const AUTH_REFUSALS: Metric = counter(
     &[],
     "Requests refused by authentication or authorisation, by reason (missing, malformed, expired, bad_signature, wrong_issuer, wrong_audience, insufficient_scope, no_organisation, keys_unavailable, ...).",
 );
-pub const AUTH_JWKS_FETCHES: Metric = counter("auth_jwks_fetches_total", &["outcome"], &[], "Fetches of the signing keys (JWKS), by outcome (ok, error).");
+pub const AUTH_JWKS_FETCHES: Metric =
+    counter("auth_jwks_fetches_total", &["outcome"], &[], "Fetches of the signing keys (JWKS), by outcome (ok, error).");
 
 // Lambda.
 pub const COLD_STARTS: Metric = counter("lambda_cold_starts_total", &[], &[], "Cold starts of a function (one per execution environment).");
@@ -185,14 +193,34 @@ pub const CATALOG: &[Metric] = &[
 pub const LABEL_VALUES: &[(&str, &[&str])] = &[
     ("method", &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"]),
     ("op", &["plan", "owner", "page", "commit", "delete", "mark_published", "walk", "repair", "ping", "read", "write", "rebuild", "probe"]),
-    ("outcome", &["ok", "error", "conflict", "unavailable", "corrupt", "retry", "applied", "already_applied", "dead_lettered", "dead_letter_lost"]),
+    (
+        "outcome",
+        &["ok", "error", "conflict", "unavailable", "corrupt", "retry", "applied", "already_applied", "dead_lettered", "dead_letter_lost"],
+    ),
     ("result", &["hit", "miss"]),
-    ("reason", &[
-        "version", "object_id",
-        "missing", "malformed", "algorithm_not_accepted", "no_key_id", "unknown_key", "bad_signature", "expired", "not_yet_valid",
-        "wrong_issuer", "wrong_audience", "missing_claim", "no_authorizer_claims", "not_configured", "insufficient_scope",
-        "no_organisation", "keys_unavailable",
-    ]),
+    (
+        "reason",
+        &[
+            "version",
+            "object_id",
+            "missing",
+            "malformed",
+            "algorithm_not_accepted",
+            "no_key_id",
+            "unknown_key",
+            "bad_signature",
+            "expired",
+            "not_yet_valid",
+            "wrong_issuer",
+            "wrong_audience",
+            "missing_claim",
+            "no_authorizer_claims",
+            "not_configured",
+            "insufficient_scope",
+            "no_organisation",
+            "keys_unavailable",
+        ],
+    ),
     ("kind", &["timeout", "unavailable", "corrupt", "search", "query", "indexed_plan", "index_data"]),
 ];
 

@@ -243,7 +243,7 @@ impl PlanWrites {
             self.check(preconditions, Some(&current.etag))?;
             match self.store.delete(id, current.version).await {
                 Ok(version) => {
-                    self.announce(ChangeEvent::delete(id.clone(), version, &caller.request_id)).await;
+                    self.announce(ChangeEvent::delete(id.clone(), version, &caller.request_id).traced(caller.trace_id.clone())).await;
                     return Ok(version);
                 }
                 Err(WriteError::VersionConflict) => retry_after_conflict(attempt).await,
@@ -334,7 +334,7 @@ impl PlanWrites {
         };
         match self.store.commit(write).await {
             Ok(version) => {
-                self.announce(ChangeEvent::upsert(plan.clone(), version, &caller.request_id)).await;
+                self.announce(ChangeEvent::upsert(plan.clone(), version, &caller.request_id).traced(caller.trace_id.clone())).await;
                 Ok(Representation { body, etag, version, plan_id: plan.object_id.clone() })
             }
             Err(WriteError::VersionConflict) => Err(PlanError::Contended),

@@ -29,16 +29,24 @@ impl Tenant {
 }
 
 /// Who is asking, as far as the use cases care: the organisation they are confined to, and the
-/// request id that change events carry so a change can be traced from request to index.
+/// request id (with the X-Ray trace id on Lambda) that change events carry so that a change can be
+/// followed from request to index.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Caller {
     pub tenant: Tenant,
     pub request_id: String,
+    /// The invocation's X-Ray trace header (`Root=1-...;Parent=...;Sampled=...`), on Lambda.
+    pub trace_id: Option<String>,
 }
 
 impl Caller {
     pub fn new(tenant: Tenant, request_id: impl Into<String>) -> Self {
-        Self { tenant, request_id: request_id.into() }
+        Self { tenant, request_id: request_id.into(), trace_id: None }
+    }
+
+    pub fn traced(mut self, trace_id: Option<String>) -> Self {
+        self.trace_id = trace_id;
+        self
     }
 }
 

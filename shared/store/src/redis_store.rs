@@ -309,12 +309,14 @@ impl RedisStore {
 
 #[async_trait]
 impl PlanReader for RedisStore {
+    #[tracing::instrument(name = "redis.plan", skip_all, fields(plan = %id))]
     async fn plan(&self, id: &ObjectId) -> Result<Option<StoredPlan>, StoreError> {
         let key = self.keys.plan(id);
         let row: PlanRow = self.with_conn(|mut conn| async move { plan_row(key).query_async(&mut conn).await }).await?;
         stored_plan(id.clone(), row)
     }
 
+    #[tracing::instrument(name = "redis.owner", skip_all, fields(object_id = %object_id))]
     async fn owner(&self, object_id: &ObjectId) -> Result<Option<ObjectId>, StoreError> {
         let key = self.keys.owner(object_id);
         let value: Option<String> =
@@ -322,6 +324,7 @@ impl PlanReader for RedisStore {
         Ok(value.as_deref().and_then(parse_owner).map(|entry| entry.plan))
     }
 
+    #[tracing::instrument(name = "redis.page", skip_all, fields(limit = limit))]
     async fn page(&self, org: Option<&str>, after: Option<PageMark>, limit: usize) -> Result<PlanPage, StoreError> {
         let order = match org {
             Some(org) => self.keys.org_order(org),
@@ -370,6 +373,7 @@ impl PlanReader for RedisStore {
 
 #[async_trait]
 impl PlanWriter for RedisStore {
+    #[tracing::instrument(name = "redis.commit", skip_all, fields(plan = %write.id, object_ids = write.object_ids.len()))]
     async fn commit(&self, write: PlanWrite) -> Result<u64, WriteError> {
         let expected = match write.expected {
             Expected::Absent => "absent".to_owned(),
@@ -431,6 +435,7 @@ impl PlanWriter for RedisStore {
         Ok(version)
     }
 
+    #[tracing::instrument(name = "redis.delete", skip_all, fields(plan = %id, expected = expected))]
     async fn delete(&self, id: &ObjectId, expected: u64) -> Result<u64, WriteError> {
         let (plan_key, ids_key, outbox_key) = (self.keys.plan(id), self.keys.plan_ids(id), self.keys.outbox(id));
         let reply: Vec<Value> = self
@@ -445,6 +450,7 @@ impl PlanWriter for RedisStore {
         Ok(tombstone_version)
     }
 
+    #[tracing::instrument(name = "redis.mark_published", skip_all, fields(plan = %id, version = version))]
     async fn mark_published(&self, id: &ObjectId, version: u64) -> Result<(), StoreError> {
         let (key, outbox) = (self.keys.plan(id), self.keys.outbox(id));
         self.with_conn(|mut conn| async move { MARK_PUBLISHED.key(key).key(outbox).arg(version).invoke_async::<i64>(&mut conn).await })
@@ -455,6 +461,7 @@ impl PlanWriter for RedisStore {
 
 #[async_trait]
 impl StoreWalk for RedisStore {
+    #[tracing::instrument(name = "redis.walk", skip_all, fields(batch = batch))]
     async fn walk(&self, cursor: Option<String>, batch: usize) -> Result<(Vec<PlanState>, Option<String>), StoreError> {
         // Two phases: the scored registrations (`z:<cursor>`), then the plain set earlier versions
         // of this store kept (`s:<cursor>`), until nothing is left in it.
@@ -510,6 +517,7 @@ impl StoreWalk for RedisStore {
         Ok((states, next))
     }
 
+    #[tracing::instrument(name = "redis.repair", skip_all, fields(plans = plans.len()))]
     async fn repair(&self, plans: &[PlanState]) -> Result<Vec<Repair>, StoreError> {
         let mut repairs = Vec::new();
         for state in plans {
@@ -649,6 +657,7 @@ impl Probe for RedisStore {
         "redis"
     }
 
+    #[tracing::instrument(name = "redis.ping", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         let pong: String = self.with_conn(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await }).await?;
         if pong == "PONG" { Ok(()) } else { Err(StoreError::unavailable(format!("PING answered {pong:?}"))) }

@@ -70,6 +70,7 @@ impl JwksSource {
 
     /// Loads the key set; every fetch from a URL or file is counted by outcome
     /// (`auth_jwks_fetches_total`).
+    #[tracing::instrument(name = "jwks.load", skip_all)]
     async fn load(&self) -> Result<KeyMap, String> {
         if let Self::Fixed(set) = self {
             return Ok(KeyMap::from_set(set));

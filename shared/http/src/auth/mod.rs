@@ -98,9 +98,10 @@ pub enum AuthError {
     /// 401: no usable bearer token, or one that does not verify.
     #[error("{}", .0.description())]
     InvalidToken(TokenRejection),
-    /// 403: a valid token without the scope the route needs.
+    /// 403: a valid token without the scope the route needs, by the name the issuer gives it
+    /// (`JWT_READ_SCOPE` / `JWT_WRITE_SCOPE`), which the challenge names too.
     #[error("this route needs the scope '{0}', which the token does not grant")]
-    InsufficientScope(Scope),
+    InsufficientScope(String),
     /// 403: tenant isolation is on and the token names no organisation in this claim.
     #[error("the token has no '{0}' claim naming your organisation, which this API requires")]
     NoOrganisation(String),
@@ -354,7 +355,7 @@ impl Authenticator {
             Mode::RefuseAll => return Err(TokenRejection::NotConfigured.into()),
         };
         if !principal.has_scope(scope) {
-            return Err(AuthError::InsufficientScope(scope));
+            return Err(AuthError::InsufficientScope(rules.scope_names.name(scope).to_owned()));
         }
         if let Some(claim) = &rules.org_claim
             && principal.tenant.confined_to().is_none()

@@ -81,12 +81,28 @@ async fn valid_tokens_pass_with_their_scopes_and_organisation() {
 
     let read_only = RSA.sign(&claims(json!({"scope": "plans:read"}))).unwrap();
     assert!(check(&auth, &read_only, Scope::PlansRead).await.is_ok());
-    assert_eq!(check(&auth, &read_only, Scope::PlansWrite).await.unwrap_err(), AuthError::InsufficientScope(Scope::PlansWrite));
+    assert_eq!(check(&auth, &read_only, Scope::PlansWrite).await.unwrap_err(), AuthError::InsufficientScope("plans:write".into()));
     let write_only = RSA.sign(&claims(json!({"scope": null, "scp": ["plans:write"]}))).unwrap();
-    assert_eq!(check(&auth, &write_only, Scope::PlansRead).await.unwrap_err(), AuthError::InsufficientScope(Scope::PlansRead));
+    assert_eq!(check(&auth, &write_only, Scope::PlansRead).await.unwrap_err(), AuthError::InsufficientScope("plans:read".into()));
     let no_scope = RSA.sign(&claims(json!({"scope": null}))).unwrap();
-    assert_eq!(check(&auth, &no_scope, Scope::PlansRead).await.unwrap_err(), AuthError::InsufficientScope(Scope::PlansRead));
+    assert_eq!(check(&auth, &no_scope, Scope::PlansRead).await.unwrap_err(), AuthError::InsufficientScope("plans:read".into()));
 
+    // With the issuer's own names (Cognito's `<resource server>/<scope>`), the refusal and its
+    // challenge name the scope as the issuer spells it: what the caller must ask the issuer for.
+    let jwks = JwkSet { keys: vec![RSA.jwks().keys[0].clone()] };
+    let rules = JwtRules { issuers: vec![ISS.into()], audiences: vec![AUD.into()], algorithms: vec![Algorithm::RS256] };
+    let names = ScopeNames { read: "healthplan/plans.read".into(), write: "healthplan/plans.write".into() };
+    let cognito = Authenticator::verifying(
+        JwtVerifier::new(Arc::new(JwksCache::preloaded(&jwks)), &rules),
+        ClaimRules { scope_names: names, ..ClaimRules::default() },
+    );
+    let cognito_read = RSA.sign(&claims(json!({"scope": "healthplan/plans.read"}))).unwrap();
+    assert!(check(&cognito, &cognito_read, Scope::PlansRead).await.is_ok());
+    let refusal = check(&cognito, &cognito_read, Scope::PlansWrite).await.unwrap_err();
+    assert_eq!(refusal, AuthError::InsufficientScope("healthplan/plans.write".into()));
+    let problem = crate::problem::ApiError::Auth(refusal).problem();
+    let challenge = problem.headers.iter().find(|(name, _)| name == header::WWW_AUTHENTICATE).expect("a challenge").1.to_str().unwrap();
+    assert!(challenge.contains(r#"scope="healthplan/plans.write""#), "{challenge}");
     let no_org = RSA.sign(&claims(json!({"hd": null}))).unwrap();
     assert_eq!(check(&auth, &no_org, Scope::PlansRead).await.unwrap_err(), AuthError::NoOrganisation("hd".into()));
     let isolation_off = authenticator(&[Algorithm::RS256], None);

@@ -96,6 +96,7 @@ impl Cluster {
         self.send_typed(Method::Post, path, query, Some(body), "application/x-ndjson").await
     }
 
+    #[tracing::instrument(name = "opensearch.request", skip_all, fields(method = ?method, path = %path))]
     async fn send_typed(
         &self,
         method: Method,
