@@ -2,7 +2,8 @@
 //! metric format (EMF) lines on stdout after each invocation. CloudWatch Logs turns them into
 //! metrics: no agent, no PutMetricData call, no permission beyond the logs the function writes.
 //!
-//! Hand-written rather than the `metrics_cloudwatch_embedded` crate (0.10), which makes every
+//! Hand-written rather than the `metrics_cloudwatch_embedded` crate (0.10; its `lambda` feature
+//! would fit our lambda_http 1.x, the format does not), which makes every
 //! label a dimension, while the catalog (`plan::metrics`) keeps most labels as properties so
 //! that each function publishes few custom metrics and the dashboard's dimension sets are
 //! exactly `[["function", <Metric::dimensions>...]]`; it also queues every histogram value
@@ -129,7 +130,7 @@ impl EmfRecorder {
     /// Writes every series that saw something since the previous flush, one EMF document per
     /// line, and starts them over.
     pub fn flush(&self, out: &mut impl Write) -> io::Result<()> {
-        let timestamp = chrono_now_ms();
+        let timestamp = now_ms();
         let series: Vec<(Key, Series)> = {
             let series = self.inner.series.lock().unwrap_or_else(|p| p.into_inner());
             series.iter().map(|(key, series)| (key.clone(), series.clone())).collect()
@@ -192,7 +193,7 @@ impl EmfRecorder {
     }
 }
 
-fn chrono_now_ms() -> i64 {
+fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 

@@ -13,6 +13,7 @@ mod crypto;
 #[cfg(feature = "local-issuer")]
 pub mod issuer;
 pub mod jwks;
+mod verified;
 mod verify;
 
 use std::collections::HashMap;

@@ -401,3 +401,68 @@ async fn configured_issuer_and_audience_are_cross_checked_against_the_authorizer
     other_audience["aud"] = json!("[someone-else]");
     assert_eq!(send(&function, event("GET", "/v1/plan", Some(other_audience), None)).await.0, StatusCode::UNAUTHORIZED);
 }
+
+fn verifier() -> JwtVerifier {
+    let jwks = JwkSet { keys: vec![RSA.jwks().keys[0].clone()] };
+    let rules = JwtRules { issuers: vec![ISS.into()], audiences: vec![AUD.into()], algorithms: vec![Algorithm::RS256] };
+    JwtVerifier::new(Arc::new(JwksCache::preloaded(&jwks)), &rules)
+}
+
+#[tokio::test]
+async fn a_verified_token_is_remembered_and_failures_never_are() {
+    let verifier = verifier();
+    let token = RSA.sign(&claims(json!({}))).unwrap();
+    let first = verifier.verify(&token).await.unwrap();
+    let second = verifier.verify(&token).await.unwrap();
+    assert_eq!(first, second);
+    assert!(Arc::ptr_eq(&first, &second), "the second answer comes from the cache");
+    assert_eq!(verifier.remembered(), 1);
+
+    // Refusals are not remembered: a forged signature, an expired or foreign token.
+    let forged = resigned(&json!({"alg": "RS256", "kid": RSA.kid()}), &claims(json!({"sub": "admin"})), &token);
+    assert_eq!(verifier.verify(&forged).await.unwrap_err(), AuthError::InvalidToken(TokenRejection::BadSignature));
+    let expired = RSA.sign(&claims(json!({"exp": now() - 3600}))).unwrap();
+    assert_eq!(verifier.verify(&expired).await.unwrap_err(), AuthError::InvalidToken(TokenRejection::Expired));
+    assert!(verifier.verify(&STRANGER.sign(&claims(json!({}))).unwrap()).await.is_err());
+    assert_eq!(verifier.remembered(), 1);
+    // A token inside the clock-skew leeway verifies, but is not remembered past its `exp`.
+    let in_leeway = RSA.sign(&claims(json!({"exp": now() - 5}))).unwrap();
+    assert!(verifier.verify(&in_leeway).await.is_ok());
+    assert_eq!(verifier.remembered(), 1);
+}
+
+#[tokio::test]
+async fn remembered_tokens_expire_and_the_cache_stays_bounded() {
+    use super::verified::{CAPACITY, MAX_AGE_SECONDS, Verified, VerifiedTokens, digest};
+    let key = Arc::new(JwksCache::preloaded(&RSA.jwks())).key(RSA.kid()).await.unwrap();
+    let at = 1_800_000_000;
+    let entry = |exp: u64| {
+        let claims = Arc::new(serde_json::from_value(json!({"exp": exp})).unwrap());
+        Verified::new(claims, RSA.kid(), key.clone(), at).unwrap()
+    };
+    let tokens = VerifiedTokens::default();
+    tokens.insert(digest("a"), entry(at + 60), at);
+    assert!(tokens.get(&digest("a"), at + 59).is_some());
+    assert!(tokens.get(&digest("a"), at + 60).is_none(), "not past exp");
+    assert!(tokens.get(&digest("b"), at).is_none());
+    // A long-lived token is trusted for MAX_AGE_SECONDS at most, then checked again.
+    tokens.insert(digest("long"), entry(at + 86_400), at);
+    assert!(tokens.get(&digest("long"), at + MAX_AGE_SECONDS - 1).is_some());
+    assert!(tokens.get(&digest("long"), at + MAX_AGE_SECONDS).is_none());
+    // Without a usable exp nothing is remembered.
+    assert!(Verified::new(Arc::new(serde_json::Map::new()), RSA.kid(), key.clone(), at).is_none());
+
+    // Full: expired entries go first; with none expired, the cache starts afresh.
+    let tokens = VerifiedTokens::default();
+    for i in 0..CAPACITY {
+        tokens.insert(digest(&format!("t{i}")), entry(if i < 10 { at + 1 } else { at + 600 }), at);
+    }
+    assert_eq!(tokens.len(), CAPACITY);
+    tokens.insert(digest("next"), entry(at + 600), at + 2);
+    assert_eq!(tokens.len(), CAPACITY - 10 + 1, "the ten expired entries made room");
+    for i in 0..20 {
+        tokens.insert(digest(&format!("more{i}")), entry(at + 600), at + 2);
+    }
+    assert!(tokens.len() <= CAPACITY, "{}", tokens.len());
+    assert!(tokens.get(&digest("more19"), at + 3).is_some());
+}

@@ -9,6 +9,7 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde_json::{Map, Value};
 
 use super::jwks::JwksCache;
+use super::verified::{self, Verified, VerifiedTokens};
 use super::{AuthError, TokenRejection};
 
 /// Clock skew tolerated on `exp` and `nbf`.
@@ -33,6 +34,8 @@ pub struct JwtVerifier {
     /// One validation per accepted algorithm, built once: jsonwebtoken wants every algorithm of a
     /// validation to be of the key's family, so each token is checked against its own.
     validations: Vec<(Algorithm, Validation)>,
+    /// Tokens that verified, until they expire (`verified.rs`).
+    verified: VerifiedTokens,
 }
 
 impl JwtVerifier {
@@ -54,11 +57,21 @@ impl JwtVerifier {
                 (alg, validation)
             })
             .collect();
-        Self { keys, validations }
+        Self { keys, validations, verified: VerifiedTokens::default() }
     }
 
-    /// The token's claims, if it verifies. Once its key is cached this does no I/O.
-    pub async fn verify(&self, token: &str) -> Result<Map<String, Value>, AuthError> {
+    /// The token's claims, if it verifies. Once its key is cached this does no I/O; once the
+    /// token itself has verified, no signature check either, until it expires or its key leaves
+    /// the issuer's set.
+    pub async fn verify(&self, token: &str) -> Result<Arc<Map<String, Value>>, AuthError> {
+        let digest = verified::digest(token);
+        let now = verified::unix_now();
+        if let Some(hit) = self.verified.get(&digest, now) {
+            match self.keys.key(&hit.kid).await {
+                Ok(key) if Arc::ptr_eq(&key, &hit.key) => return Ok(hit.claims),
+                _ => self.verified.remove(&digest),
+            }
+        }
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRejection::Malformed)?;
         let Some((_, validation)) = self.validations.iter().find(|(alg, _)| *alg == header.alg) else {
             return Err(TokenRejection::AlgorithmNotAccepted.into());
@@ -69,7 +82,17 @@ impl JwtVerifier {
             return Err(TokenRejection::AlgorithmNotAccepted.into());
         }
         let data = jsonwebtoken::decode::<Map<String, Value>>(token, &key.decoding, validation).map_err(|e| rejection(e.kind()))?;
-        Ok(data.claims)
+        let claims = Arc::new(data.claims);
+        if let Some(entry) = Verified::new(claims.clone(), kid, key, now) {
+            self.verified.insert(digest, entry, now);
+        }
+        Ok(claims)
+    }
+
+    /// How many verified tokens are remembered.
+    #[cfg(test)]
+    pub(crate) fn remembered(&self) -> usize {
+        self.verified.len()
     }
 }
 
