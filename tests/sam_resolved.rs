@@ -85,6 +85,8 @@ const SOURCES: &[(&str, Source)] = &[
     ("TENANT_ISOLATION", Source::Every),
     ("JWKS_URL", Source::Every),
     ("VERIFY_JWT_IN_FUNCTION", Source::Every),
+    // The CloudWatch namespace of every function's embedded-metric-format lines (plan_http::emf).
+    ("METRICS_NAMESPACE", Source::Every),
     ("KAFKA_BOOTSTRAP_SERVERS", Source::Kafka),
     ("MSK_CLUSTER_ARN", Source::Kafka),
     ("KAFKA_AUTH", Source::Kafka),
@@ -120,6 +122,7 @@ const SOURCES: &[(&str, Source)] = &[
     ("HOST", Source::LocalServer),
     ("PORT", Source::LocalServer),
     ("HEADER_TIMEOUT_MS", Source::LocalServer),
+    ("METRICS_ADDR", Source::LocalServer),
     ("LOCAL_KEY_DIR", Source::LocalServer),
 ];
 

@@ -6,13 +6,14 @@
 //! versioning, so a redelivery converges to the same index).
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use aws_lambda_events::event::kafka::KafkaEvent;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use plan::events::{ChangeEvent, Operation, PublishError};
+use plan::metrics::{INDEXER_BATCH_DURATION, INDEXER_BATCHES, INDEXER_LAG, INDEXER_RECORDS};
 use plan_index::{ChangeOutcome, IndexChange, PlanIndex};
 use serde_json::json;
 
@@ -130,17 +131,40 @@ impl Indexer {
 
     /// Indexes one batch. Every record is logged under the request that wrote it (`request_id`
     /// and, on Lambda, `trace_id` from its headers): one search for a request id in the logs finds
-    /// the write and its indexing.
+    /// the write and its indexing. The batch is recorded by outcome (`ok`, or `retry` when it goes
+    /// back for redelivery) with its duration, its records by outcome, and each applied change's
+    /// write-to-indexed lag.
     pub async fn index_batch(&self, event: &KafkaEvent) -> Result<BatchReport, BatchError> {
+        let started = Instant::now();
+        let result = self.index_batch_unrecorded(event).await;
+        metrics::histogram!(INDEXER_BATCH_DURATION.name).record(started.elapsed().as_secs_f64());
+        let outcome = if result.is_ok() { "ok" } else { "retry" };
+        metrics::counter!(INDEXER_BATCHES.name, "outcome" => outcome).increment(1);
+        if let Ok(report) = &result {
+            for (outcome, count) in [
+                ("applied", report.applied),
+                ("already_applied", report.already_applied),
+                ("dead_lettered", report.dead_lettered),
+                ("dead_letter_lost", report.dead_letters_lost),
+            ] {
+                if count > 0 {
+                    metrics::counter!(INDEXER_RECORDS.name, "outcome" => outcome).increment(count as u64);
+                }
+            }
+        }
+        result
+    }
+
+    async fn index_batch_unrecorded(&self, event: &KafkaEvent) -> Result<BatchReport, BatchError> {
         let mut report = BatchReport::default();
         let mut changes = Vec::new();
         let mut sources = Vec::new();
         for record in delivered_records(event) {
             match decode(&record) {
-                Ok((change, request_id)) => {
+                Ok(Decoded { change, request_id, committed_at_ms }) => {
                     let span = record_span(&record, &request_id);
                     changes.push(change);
-                    sources.push((record, span));
+                    sources.push((record, span, committed_at_ms));
                 }
                 Err(reason) => {
                     let letter = DeadLetter::of(&record, reason);
@@ -153,12 +177,18 @@ impl Indexer {
             return Ok(report);
         }
         let outcomes = self.apply_with_retries(&changes).await?;
-        for ((record, span), (change, outcome)) in sources.iter().zip(changes.iter().zip(outcomes)) {
+        let accepted_at_ms = chrono::Utc::now().timestamp_millis();
+        for ((record, span, committed_at_ms), (change, outcome)) in sources.iter().zip(changes.iter().zip(outcomes)) {
             let (plan, version) = (change.plan_id(), change.version());
             match outcome {
                 ChangeOutcome::Applied => {
                     report.applied += 1;
                     span.in_scope(|| tracing::info!(plan = %plan, version, outcome = "applied", "record indexed"));
+                    if let Some(committed_at_ms) = committed_at_ms {
+                        // Clocks of two hosts: a lag below zero is skew, and reads as zero.
+                        let lag_ms = accepted_at_ms.saturating_sub(*committed_at_ms).max(0);
+                        metrics::histogram!(INDEXER_LAG.name).record(lag_ms as f64 / 1000.0);
+                    }
                 }
                 ChangeOutcome::AlreadyApplied => {
                     report.already_applied += 1;
@@ -231,15 +261,23 @@ fn record_span(record: &DeliveredRecord, from_value: &str) -> tracing::Span {
     )
 }
 
-/// The change a record asks for, and the request id its value carries.
-fn decode(record: &DeliveredRecord) -> Result<(IndexChange, String), String> {
+/// What the indexer reads from a record: the change it asks for, the request id its value
+/// carries, and when the change was committed (the start of the write-to-indexed lag).
+struct Decoded {
+    change: IndexChange,
+    request_id: String,
+    committed_at_ms: Option<i64>,
+}
+
+fn decode(record: &DeliveredRecord) -> Result<Decoded, String> {
     let value = record.value.as_ref().map_err(Clone::clone)?;
     let event = ChangeEvent::decode(value)?;
+    let committed_at_ms = event.committed_at_ms();
     let change = match (event.operation, event.plan) {
         (Operation::Upsert, Some(plan)) => IndexChange::Upsert { plan, version: event.version },
         _ => IndexChange::Delete { plan_id: event.plan_id, version: event.version },
     };
-    Ok((change, event.request_id))
+    Ok(Decoded { change, request_id: event.request_id, committed_at_ms })
 }
 
 #[async_trait]

@@ -6,11 +6,12 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use plan::events::{ChangeEvent, ChangePublisher, PublishError};
+use plan::metered::{MeteredPublisher, MeteredStore};
 use plan::store::{PlanWriter, Probe, StoreError, StoreWalk};
 use plan::{PlanReads, PlanWrites, WritePolicy};
 use plan_events::indexer::{DeadLetters, Indexer, KafkaDeadLetters, MemoryDeadLetters};
 use plan_events::{InProcessBus, KafkaPublisher};
-use plan_index::{EmbeddedIndex, IndexReads, OpenSearchIndex, PlanIndex};
+use plan_index::{EmbeddedIndex, IndexReads, MeteredIndex, OpenSearchIndex, PlanIndex};
 use plan_store::{EmbeddedStore, RedisStore};
 
 use crate::auth::{AuthSetupError, Authenticator, ClaimRules};
@@ -55,10 +56,12 @@ impl Backends {
             Some(redis) => Arc::new(RedisStore::new(redis)?),
             None => Arc::new(EmbeddedStore::new()),
         };
+        let store: Arc<dyn Store> = Arc::new(MeteredStore::new(store));
         let index: Arc<dyn PlanIndex> = match &config.opensearch {
             Some(opensearch) => Arc::new(OpenSearchIndex::new(opensearch)?),
             None => Arc::new(EmbeddedIndex::new()),
         };
+        let index: Arc<dyn PlanIndex> = Arc::new(MeteredIndex::new(index));
         let dead_letters: Arc<dyn DeadLetters> = match &config.kafka {
             Some(kafka) => {
                 let mut dead_letter_topic = kafka.clone();
@@ -78,6 +81,7 @@ impl Backends {
             (None, Deployment::Local) => InProcessBus::start(&config.topic, indexer.clone()),
             (None, Deployment::Lambda) => Arc::new(NoPublisher),
         };
+        let publisher: Arc<dyn ChangePublisher> = Arc::new(MeteredPublisher::new(publisher));
         let claims = ClaimRules {
             org_claim: config.org_claim.clone(),
             default_scopes: config.default_scopes.clone(),
@@ -96,7 +100,7 @@ impl Backends {
 
     /// Any store, with the local wiring of [`Self::embedded`]. Fails closed like it.
     pub fn with_store<S: Store + 'static>(store: Arc<S>, policy: WritePolicy) -> Self {
-        let index: Arc<dyn PlanIndex> = Arc::new(EmbeddedIndex::new());
+        let index: Arc<dyn PlanIndex> = Arc::new(MeteredIndex::new(Arc::new(EmbeddedIndex::new())));
         let indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));
         let publisher = InProcessBus::start("plan_operations", indexer.clone());
         Self::assemble(store, publisher, index, indexer, policy)
@@ -105,7 +109,7 @@ impl Backends {
     /// Any store and publisher over an embedded index, for tests. Fails closed like
     /// [`Self::embedded`].
     pub fn with_parts<S: Store + 'static>(store: Arc<S>, publisher: Arc<dyn ChangePublisher>, policy: WritePolicy) -> Self {
-        let index: Arc<dyn PlanIndex> = Arc::new(EmbeddedIndex::new());
+        let index: Arc<dyn PlanIndex> = Arc::new(MeteredIndex::new(Arc::new(EmbeddedIndex::new())));
         let indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));
         Self::assemble(store, publisher, index, indexer, policy)
     }
@@ -117,6 +121,8 @@ impl Backends {
         indexer: Arc<Indexer>,
         policy: WritePolicy,
     ) -> Self {
+        let store = Arc::new(MeteredStore::new(store));
+        let publisher: Arc<dyn ChangePublisher> = Arc::new(MeteredPublisher::new(publisher));
         let probes: Vec<Arc<dyn Probe>> = vec![store.clone(), index.clone()];
         Self { store: store.clone(), walk: store, publisher, index, indexer, probes, policy, auth: Authenticator::refuse_all() }
     }
@@ -124,8 +130,9 @@ impl Backends {
     /// These backends over another search index (tests bring a filled one); the in-process bus
     /// and the indexer are rewired onto it.
     pub fn with_index(mut self, index: Arc<dyn PlanIndex>) -> Self {
+        let index: Arc<dyn PlanIndex> = Arc::new(MeteredIndex::new(index));
         self.indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));
-        self.publisher = InProcessBus::start("plan_operations", self.indexer.clone());
+        self.publisher = Arc::new(MeteredPublisher::new(InProcessBus::start("plan_operations", self.indexer.clone())));
         self.probes = vec![self.probes[0].clone(), index.clone()];
         self.index = index;
         self

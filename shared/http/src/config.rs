@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -61,6 +61,12 @@ pub struct Config {
     /// `HEADER_TIMEOUT_MS` (default 10000): how long the local server waits for a request's
     /// headers, on a new connection and on an idle kept-alive one, before it closes it.
     pub header_timeout: Duration,
+    /// `METRICS_NAMESPACE` (default `HealthPlan`): the CloudWatch namespace of the metrics a
+    /// function writes in embedded metric format.
+    pub metrics_namespace: String,
+    /// `METRICS_ADDR` (default `127.0.0.1:9464`; `off` disables it): where the local server serves
+    /// its Prometheus text, on a listener of its own (see `plan_local::metrics`).
+    pub metrics_addr: Option<SocketAddr>,
     /// How callers are authenticated: `JWT_ISSUER`, `JWT_AUDIENCE`, `JWKS_URL`, `JWT_ALGORITHMS`,
     /// `VERIFY_JWT_IN_FUNCTION` and `LOCAL_KEY_DIR`.
     pub auth: AuthConfig,
@@ -155,6 +161,9 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
+/// The CloudWatch namespace of the metrics when `METRICS_NAMESPACE` is unset.
+pub const DEFAULT_METRICS_NAMESPACE: &str = "HealthPlan";
+
 impl Config {
     pub fn from_env(deployment: Deployment) -> Result<Self, ConfigError> {
         Self::from_vars(deployment, &std::env::vars().collect())
@@ -171,6 +180,21 @@ impl Config {
             parse_or(var("HEADER_TIMEOUT_MS"), 10_000, "HEADER_TIMEOUT_MS", "milliseconds from 100 to 600000", &mut problems, |v| {
                 v.parse::<u64>().ok().filter(|ms| (100..=600_000).contains(ms))
             });
+        let metrics_namespace = parse_or(
+            var("METRICS_NAMESPACE"),
+            DEFAULT_METRICS_NAMESPACE.to_owned(),
+            "METRICS_NAMESPACE",
+            "a CloudWatch namespace (1 to 255 characters: letters, digits, . - _ / # :)",
+            &mut problems,
+            |v| {
+                let valid = v.len() <= 255 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b".-_/#:".contains(&b));
+                valid.then(|| v.to_owned())
+            },
+        );
+        let default_metrics_addr = Some(SocketAddr::from(([127, 0, 0, 1], 9464)));
+        let metrics_addr = parse_or(var("METRICS_ADDR"), default_metrics_addr, "METRICS_ADDR", "host:port or off", &mut problems, |v| {
+            if v == "off" { Some(None) } else { v.parse().ok().map(Some) }
+        });
         let timeout_ms = parse_or(var("REDIS_TIMEOUT_MS"), 1500, "REDIS_TIMEOUT_MS", "milliseconds from 50 to 10000", &mut problems, |v| {
             v.parse::<u64>().ok().filter(|ms| (50..=10_000).contains(ms))
         });
@@ -384,6 +408,8 @@ impl Config {
                 host,
                 port,
                 header_timeout: Duration::from_millis(header_timeout_ms),
+                metrics_namespace,
+                metrics_addr,
                 auth,
                 org_claim,
                 default_scopes,

@@ -19,6 +19,8 @@ async fn cold_start(function: &str, needs_kafka: bool, needs_index: bool) -> Res
     lambda_http::tracing::init_default_subscriber();
     #[allow(unused_mut)]
     let mut config = Config::from_env(Deployment::Lambda)?;
+    crate::emf::install(&config.metrics_namespace, function);
+    record_cold_start();
     #[cfg(feature = "aws")]
     config.resolve_aws().await?;
     if needs_kafka && config.kafka.is_none() && config.change_events {
@@ -34,10 +36,21 @@ async fn cold_start(function: &str, needs_kafka: bool, needs_index: bool) -> Res
     Ok((config, backends))
 }
 
+/// Counts this execution environment's cold start (`lambda_cold_start_total`); written with the
+/// first invocation's metrics.
+pub fn record_cold_start() {
+    metrics::counter!(plan::metrics::COLD_STARTS.name).increment(1);
+}
+
+/// The function's router with its metrics written after every request (embedded metric format).
+fn flushing(router: axum::Router) -> axum::Router {
+    router.layer(axum::middleware::from_fn(crate::emf::flush_after))
+}
+
 /// One HTTP endpoint; then the runtime loop, one request at a time.
 pub async fn run(endpoint: Endpoint) -> Result<(), Error> {
     let (_, backends) = cold_start(endpoint.function(), endpoint.writes(), endpoint.uses_index()).await?;
-    lambda_http::run(router(&[endpoint], &backends)).await
+    lambda_http::run(flushing(router(&[endpoint], &backends))).await
 }
 
 /// Every HTTP endpoint that `function` serves (the api-docs function serves three).
@@ -47,7 +60,7 @@ pub async fn run_function(function: &str) -> Result<(), Error> {
         return Err(format!("{function} serves no HTTP endpoint").into());
     }
     let (_, backends) = cold_start(function, endpoints.iter().any(|e| e.writes()), endpoints.iter().any(|e| e.uses_index())).await?;
-    lambda_http::run(router(&endpoints, &backends)).await
+    lambda_http::run(flushing(router(&endpoints, &backends))).await
 }
 
 /// The indexer, fed by the MSK event source mapping. A batch whose index write fails transiently
@@ -61,7 +74,9 @@ pub async fn run_indexer() -> Result<(), Error> {
     lambda_runtime::run(service_fn(move |event: LambdaEvent<aws_lambda_events::event::kafka::KafkaEvent>| {
         let indexer = indexer.clone();
         async move {
-            let report: BatchReport = indexer.index_batch(&event.payload).await?;
+            let report = indexer.index_batch(&event.payload).await;
+            crate::emf::flush_stdout();
+            let report: BatchReport = report?;
             Ok::<_, Error>(json!({
                 "applied": report.applied, "alreadyApplied": report.already_applied, "deadLettered": report.dead_lettered,
                 "deadLettersLost": report.dead_letters_lost,
@@ -158,10 +173,13 @@ pub async fn run_reindex() -> Result<(), Error> {
         let (config, backends) = (config.clone(), backends.clone());
         async move {
             // Boxed: the jobs' futures are deep, and the runtime loop nests them once more.
-            match ReindexJob::from_event(&event.payload)? {
-                ReindexJob::Setup => Box::pin(setup_topics(&config)).await,
-                job => Box::pin(reindex(&backends, job, &|_| {})).await,
-            }
+            let answer = match ReindexJob::from_event(&event.payload) {
+                Ok(ReindexJob::Setup) => Box::pin(setup_topics(&config)).await,
+                Ok(job) => Box::pin(reindex(&backends, job, &|_| {})).await,
+                Err(error) => Err(error.into()),
+            };
+            crate::emf::flush_stdout();
+            answer
         }
     }))
     .await

@@ -6,12 +6,14 @@ pub mod auth;
 pub mod backends;
 pub mod config;
 pub mod docs;
+pub mod emf;
 pub mod extract;
 pub mod lambda;
 pub mod middleware;
 #[cfg(feature = "api-docs")]
 pub mod openapi;
 pub mod problem;
+pub mod request_metrics;
 pub mod routes;
 mod search;
 
@@ -69,4 +71,6 @@ fn with_edge_layers(routes: Router) -> Router {
         .layer(axum::middleware::from_fn(middleware::request_limits))
         .layer(axum::middleware::from_fn(middleware::render_problems))
         .layer(axum::middleware::from_fn(middleware::request_id))
+        // Outermost: every answer is counted, problems and refusals included, with its full latency.
+        .layer(axum::middleware::from_fn(request_metrics::track_requests))
 }

@@ -5,7 +5,8 @@ use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use plan::ETag;
-use plan_index::{IndexReads, IndexedDocument, SearchPage};
+use plan::metrics::{SEARCH_QUERIES, SEARCH_QUERY_DURATION};
+use plan_index::{IndexReadError, IndexReads, IndexedDocument, SearchPage};
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -17,7 +18,7 @@ pub(crate) async fn search_by_body(
     CallerContext(caller): CallerContext,
     SearchBody(query): SearchBody,
 ) -> Result<Response, ApiError> {
-    let page = reads.search(&query, &caller).await?;
+    let page = measured("search", reads.search(&query, &caller)).await?;
     Ok(search_response(page))
 }
 
@@ -26,7 +27,7 @@ pub(crate) async fn search_by_params(
     CallerContext(caller): CallerContext,
     SearchParams(query): SearchParams,
 ) -> Result<Response, ApiError> {
-    let page = reads.search(&query, &caller).await?;
+    let page = measured("query", reads.search(&query, &caller)).await?;
     Ok(search_response(page))
 }
 
@@ -37,7 +38,7 @@ pub(crate) async fn indexed_plan(
     CallerContext(caller): CallerContext,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let rebuilt = reads.plan(&id, &caller).await?;
+    let rebuilt = measured("indexed_plan", reads.plan(&id, &caller)).await?;
     let etag = ETag::of(rebuilt.body.as_bytes());
     let mut response = ([(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], rebuilt.body).into_response();
     let headers = response.headers_mut();
@@ -64,14 +65,29 @@ pub(crate) async fn index_data(
         children: Vec<IndexedDocument>,
     }
     let body = match params.parent_type {
-        None => serde_json::to_value(reads.document(&params.id, &caller).await?),
+        None => serde_json::to_value(measured("index_data", reads.document(&params.id, &caller)).await?),
         Some(parent) => {
-            let children = reads.children(parent, &params.id, &caller).await?;
+            let children = measured("index_data", reads.children(parent, &params.id, &caller)).await?;
             serde_json::to_value(Children { parent_id: params.id, parent_type: parent.relation().as_str(), children })
         }
     };
     let body = body.map_err(|e| ApiError::Index(plan_index::IndexReadError::Internal(plan_index::IndexError::corrupt(e))))?;
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())
+}
+
+/// Runs one index read and records it by kind (`search` and `query` for the POST and GET searches,
+/// `indexed_plan`, `index_data`) with its latency. Only a failure of the index is an `error`: an
+/// invalid search or an id the index does not hold is an answer.
+async fn measured<T>(kind: &'static str, read: impl Future<Output = Result<T, IndexReadError>>) -> Result<T, IndexReadError> {
+    let started = std::time::Instant::now();
+    let result = read.await;
+    metrics::histogram!(SEARCH_QUERY_DURATION.name, "kind" => kind).record(started.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Err(IndexReadError::Unavailable(_) | IndexReadError::Internal(_)) => "error",
+        _ => "ok",
+    };
+    metrics::counter!(SEARCH_QUERIES.name, "kind" => kind, "outcome" => outcome).increment(1);
+    result
 }
 
 /// `{"total": n, "hits": [{"plan": {...}, "matchedServices": [...]}], "nextCursor": "..."}`.

@@ -11,6 +11,7 @@ pub mod analysis;
 pub mod document;
 pub mod embedded;
 pub mod error;
+pub mod metered;
 pub mod opensearch;
 pub mod port;
 pub mod query;
@@ -18,6 +19,7 @@ pub mod reads;
 
 pub use embedded::EmbeddedIndex;
 pub use error::{IndexError, IndexErrorKind};
+pub use metered::MeteredIndex;
 pub use opensearch::{OpenSearchConfig, OpenSearchIndex};
 pub use port::{ChangeOutcome, IndexChange, IndexedDocument, IndexedPlan, ParentRelation, PlanIndex, RebuildTarget, SearchHit, SearchPage};
 pub use query::SearchQuery;

@@ -137,8 +137,22 @@ fn fail(message: &str) -> ExitCode {
 
 async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env(Deployment::Local)?;
+    // Before the backends, so that everything they record is kept.
+    let metrics = plan_local::exporter::install()?;
     let backends = Backends::from_config(&config, Deployment::Local)?;
     let mut background = Vec::new();
+    // A second server on the machine (a test run, another checkout) holds the default port: the
+    // API still starts, without its scrape endpoint, and says so.
+    match config.metrics_addr.map(TcpListener::bind) {
+        Some(bind) => match bind.await {
+            Ok(listener) => {
+                tracing::info!("Prometheus metrics on http://{}/metrics (METRICS_ADDR)", listener.local_addr()?);
+                background.push(tokio::spawn(plan_local::exporter::serve(listener, metrics.clone(), std::future::pending())));
+            }
+            Err(error) => tracing::warn!(%error, "no Prometheus endpoint: METRICS_ADDR cannot be bound (set another address, or off)"),
+        },
+        None => tracing::info!("no Prometheus endpoint (METRICS_ADDR=off)"),
+    }
     if let Some(kafka) = &config.kafka {
         // Plays the MSK event source mapping: the topic into the same indexer the Lambda runs.
         let indexer = backends.indexer();
@@ -163,6 +177,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     }
     plan_local::server::serve(listener, plan_http::app(&backends), config.header_timeout, shutdown_signal()).await;
     background.iter().for_each(tokio::task::JoinHandle::abort);
+    tracing::info!("{}", plan_local::exporter::Summary::from_text(&metrics.render()));
     tracing::info!("stopped");
     Ok(())
 }

@@ -3,7 +3,9 @@
 
 mod common;
 
-use common::{mint, plan_local, serve, work_dir};
+use std::time::Duration;
+
+use common::{mint, plan_local, serve, serve_logged, work_dir};
 use serde_json::Value;
 
 #[tokio::test]
@@ -53,5 +55,39 @@ fn the_token_command_explains_its_mistakes() {
             .unwrap();
     assert!(!foreign.status.success());
     assert!(String::from_utf8_lossy(&foreign.stderr).contains("JWKS_URL is set"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The metrics endpoint on its own listener, scraped as Prometheus would, and the one-line
+/// summary the server logs when it stops.
+#[tokio::test]
+async fn the_server_serves_its_metrics_apart_and_sums_them_up_on_shutdown() {
+    let dir = work_dir("metrics");
+    let (mut server, api, earlier, lines) = serve_logged(&dir, &[("METRICS_ADDR", "127.0.0.1:0")]);
+    let metrics: String = earlier
+        .iter()
+        .find_map(|line| line.find("Prometheus metrics on http://").map(|at| &line[at + "Prometheus metrics on ".len()..]))
+        .expect("the metrics address in the log")
+        .chars()
+        .take_while(|c| !c.is_whitespace())
+        .collect();
+    assert_ne!(metrics.split("/metrics").next(), Some(api.as_str()), "not the API's address");
+    let client = reqwest::Client::new();
+    assert_eq!(client.get(format!("{api}/v1/health")).send().await.unwrap().status(), 200);
+    assert_eq!(client.get(format!("{api}/metrics")).send().await.unwrap().status(), 404, "not a route of the API");
+    let text = client.get(&metrics).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("http_requests_total{route=\"/v1/health\",method=\"GET\",status=\"200\"} 1"), "{text}");
+    assert!(text.contains("http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"} 1"), "{text}");
+
+    let terminated = std::process::Command::new("kill").args(["-TERM", &server.pid().to_string()]).status().unwrap();
+    assert!(terminated.success());
+    let summary = loop {
+        let line = lines.recv_timeout(Duration::from_secs(30)).expect("the summary line before the server stops");
+        if line.contains("metrics: ") {
+            break line;
+        }
+    };
+    assert!(summary.contains("metrics: 2 requests (1 4xx, 0 5xx)"), "{summary}");
+    assert!(server.0.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -142,6 +142,14 @@ impl ChangeEvent {
         self
     }
 
+    /// When the change was committed (`occurredAt`, written just after the commit by a live write
+    /// and from the store's commit time by the sweep), in ms since the Unix epoch: the start of
+    /// the write-to-indexed lag. `None` when the field is not RFC 3339.
+    pub fn committed_at_ms(&self) -> Option<i64> {
+        let at = time::OffsetDateTime::parse(&self.occurred_at, &time::format_description::well_known::Rfc3339).ok()?;
+        i64::try_from(at.unix_timestamp_nanos() / 1_000_000).ok()
+    }
+
     /// Parses an event and checks what serde cannot: a supported schema version, and a snapshot
     /// exactly when the operation is an upsert, for the same plan.
     pub fn decode(bytes: &[u8]) -> Result<Self, String> {
@@ -269,6 +277,7 @@ mod tests {
     fn a_republished_event_carries_its_commit_time() {
         let event = ChangeEvent::delete(ObjectId::parse("x").unwrap(), 2, "").committed_at(1_764_000_000_123);
         assert_eq!(event.occurred_at, "2025-11-24T16:00:00.123Z");
+        assert_eq!(event.committed_at_ms(), Some(1_764_000_000_123));
     }
 
     #[test]

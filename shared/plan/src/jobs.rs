@@ -6,6 +6,7 @@
 
 use crate::events::{ChangeEvent, ChangePublisher, PublishErrorKind};
 use crate::id::ObjectId;
+use crate::metrics::{SWEEP_FAILURES, SWEEP_REPUBLISHED, SWEEP_RUNS};
 use crate::store::{PlanState, PlanWriter, StoreError, StoreWalk};
 
 /// Plans read per store round trip while walking.
@@ -47,7 +48,28 @@ pub enum SweepError {
     Publish(SweepReport, crate::events::PublishError),
 }
 
+/// Runs one sweep and records it (`sweep_runs_total`, `sweep_republished_total`,
+/// `sweep_failures_total`), a stopped sweep's partial report included.
 pub async fn sweep(walk: &dyn StoreWalk, store: &dyn PlanWriter, publisher: &dyn ChangePublisher) -> Result<SweepReport, SweepError> {
+    let result = sweep_unrecorded(walk, store, publisher).await;
+    let (outcome, report) = match &result {
+        Ok(report) => ("ok", Some(report)),
+        Err(SweepError::Publish(report, _)) => ("error", Some(report)),
+        Err(SweepError::Store(_)) => ("error", None),
+    };
+    ::metrics::counter!(SWEEP_RUNS.name, "outcome" => outcome).increment(1);
+    if let Some(report) = report {
+        ::metrics::counter!(SWEEP_REPUBLISHED.name).increment(report.republished as u64);
+        ::metrics::counter!(SWEEP_FAILURES.name).increment(report.failed as u64);
+    }
+    result
+}
+
+async fn sweep_unrecorded(
+    walk: &dyn StoreWalk,
+    store: &dyn PlanWriter,
+    publisher: &dyn ChangePublisher,
+) -> Result<SweepReport, SweepError> {
     let mut report = SweepReport::default();
     let mut cursor = None;
     loop {

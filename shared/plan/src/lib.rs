@@ -6,6 +6,7 @@ pub mod etag;
 pub mod events;
 pub mod id;
 pub mod jobs;
+pub mod metered;
 pub mod metrics;
 pub mod model;
 pub mod patch;

@@ -186,6 +186,49 @@ pub const CATALOG: &[Metric] = &[
     COLD_STARTS,
 ];
 
+/// The closed set of values each label takes, whatever the data: what keeps the number of series
+/// bounded (the cardinality test checks every recorded value against it). `status` is any HTTP
+/// status code the API answers (three digits), and `route` any path of `plan_http::Endpoint` (or
+/// the local server's JWKS path), or `unmatched`; both are checked where those lists live.
+pub const LABEL_VALUES: &[(&str, &[&str])] = &[
+    ("method", &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "other"]),
+    ("op", &["plan", "owner", "page", "commit", "delete", "mark_published", "walk", "repair", "ping", "read", "write", "rebuild", "probe"]),
+    (
+        "outcome",
+        &["ok", "error", "conflict", "unavailable", "corrupt", "retry", "applied", "already_applied", "dead_lettered", "dead_letter_lost"],
+    ),
+    ("result", &["hit", "miss"]),
+    (
+        "reason",
+        &[
+            "version",
+            "object_id",
+            "missing",
+            "malformed",
+            "algorithm_not_accepted",
+            "no_key_id",
+            "unknown_key",
+            "bad_signature",
+            "expired",
+            "not_yet_valid",
+            "wrong_issuer",
+            "wrong_audience",
+            "missing_claim",
+            "no_authorizer_claims",
+            "not_configured",
+            "insufficient_scope",
+            "no_organisation",
+            "keys_unavailable",
+        ],
+    ),
+    ("kind", &["timeout", "unavailable", "corrupt", "search", "query", "indexed_plan", "index_data"]),
+];
+
+/// The allowed values of a label, `None` for `route` and `status` (see [`LABEL_VALUES`]).
+pub fn allowed_values(label: &str) -> Option<&'static [&'static str]> {
+    LABEL_VALUES.iter().find(|(name, _)| *name == label).map(|(_, values)| *values)
+}
+
 /// The metric of that name, if the code records one.
 pub fn find(name: &str) -> Option<&'static Metric> {
     CATALOG.iter().find(|metric| metric.name == name)
@@ -206,6 +249,9 @@ mod tests {
             assert!(metric.dimensions.iter().all(|d| metric.labels.contains(d)), "{}: a dimension that is no label", metric.name);
             assert!(!metric.labels.contains(&FUNCTION_DIMENSION), "{}: `function` is added on Lambda", metric.name);
             assert!(metric.name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{}", metric.name);
+        }
+        for label in CATALOG.iter().flat_map(|metric| metric.labels) {
+            assert!(allowed_values(label).is_some() || ["route", "status"].contains(label), "{label}: no closed set of values");
         }
         assert_eq!(find("indexer_lag_seconds"), Some(&INDEXER_LAG));
         assert_eq!(find("plan_id"), None);

@@ -246,7 +246,7 @@ impl PlanWrites {
                     self.announce(ChangeEvent::delete(id.clone(), version, &caller.request_id).traced(caller.trace_id.clone())).await;
                     return Ok(version);
                 }
-                Err(WriteError::VersionConflict) => backoff(attempt).await,
+                Err(WriteError::VersionConflict) => retry_after_conflict(attempt).await,
                 Err(WriteError::Store(e)) => return Err(e.into()),
                 Err(WriteError::IdTaken(other)) => return Err(PlanError::IdTaken(other)),
             }
@@ -296,7 +296,7 @@ impl PlanWrites {
             };
             match self.commit(&plan, expected, caller).await {
                 Ok(plan) => return Ok(Written { plan, created: current.is_none() }),
-                Err(PlanError::Contended) => backoff(attempt).await,
+                Err(PlanError::Contended) => retry_after_conflict(attempt).await,
                 Err(other) => return Err(other),
             }
         }
@@ -355,7 +355,10 @@ impl PlanWrites {
                     tracing::warn!(plan = %id, version, %error, "published, but the outbox mark stays; the sweep will publish again");
                 }
             }
-            Err(error) => tracing::warn!(plan = %id, version, %error, "change event not published; left for the sweep"),
+            Err(error) => {
+                ::metrics::counter!(crate::metrics::EVENTS_PENDING.name).increment(1);
+                tracing::warn!(plan = %id, version, %error, "change event not published; left for the sweep");
+            }
         }
     }
 }
@@ -379,6 +382,12 @@ fn decode(stored: &StoredPlan) -> Result<Plan, PlanError> {
 
 fn corrupt(error: serde_json::Error) -> PlanError {
     PlanError::Internal(crate::store::StoreError::corrupt(error))
+}
+
+/// A compare-and-set that lost to another writer: counted, then tried again after [`backoff`].
+async fn retry_after_conflict(attempt: u32) {
+    ::metrics::counter!(crate::metrics::STORE_CAS_RETRIES.name).increment(1);
+    backoff(attempt).await;
 }
 
 /// A short, jittered pause so that racing writers do not retry in lockstep.

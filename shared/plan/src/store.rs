@@ -96,7 +96,19 @@ impl fmt::Display for StoreErrorKind {
     }
 }
 
+/// The source of a [`StoreError`] when the store did not answer within its deadline, so that
+/// timeouts can be told apart from refusals (`store_errors_total{kind="timeout"}`) without a new
+/// error kind: both are "unavailable" to callers.
+#[derive(Debug, thiserror::Error)]
+#[error("the store did not answer within {0:?}")]
+pub struct TimedOut(pub std::time::Duration);
+
 impl StoreError {
+    /// Whether the store timed out (see [`TimedOut`]).
+    pub fn is_timeout(&self) -> bool {
+        self.source.downcast_ref::<TimedOut>().is_some()
+    }
+
     pub fn unavailable(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
         Self { kind: StoreErrorKind::Unavailable, source: source.into() }
     }

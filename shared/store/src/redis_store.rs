@@ -166,7 +166,7 @@ impl RedisStore {
         };
         match tokio::time::timeout(self.op_timeout, work).await {
             Ok(result) => result.map_err(store_error),
-            Err(_) => Err(StoreError::unavailable(format!("Redis did not answer within {:?}", self.op_timeout))),
+            Err(_) => Err(StoreError::unavailable(plan::store::TimedOut(self.op_timeout))),
         }
     }
 

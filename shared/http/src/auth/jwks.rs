@@ -68,8 +68,20 @@ impl JwksSource {
         Ok(Self::Url { url: url.to_owned(), client })
     }
 
+    /// Loads the key set; every fetch from a URL or file is counted by outcome
+    /// (`auth_jwks_fetches_total`).
     #[tracing::instrument(name = "jwks.load", skip_all)]
     async fn load(&self) -> Result<KeyMap, String> {
+        if let Self::Fixed(set) = self {
+            return Ok(KeyMap::from_set(set));
+        }
+        let result = self.fetch_and_parse().await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        metrics::counter!(plan::metrics::AUTH_JWKS_FETCHES.name, "outcome" => outcome).increment(1);
+        result
+    }
+
+    async fn fetch_and_parse(&self) -> Result<KeyMap, String> {
         let bytes = match self {
             Self::Url { url, client } => fetch(client, url).await.map_err(|e| format!("GET {url}: {e}"))?,
             Self::File(path) => tokio::fs::read(path).await.map_err(|e| format!("reading {}: {e}", path.display()))?,

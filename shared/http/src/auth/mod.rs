@@ -130,7 +130,39 @@ pub enum TokenRejection {
     NotConfigured,
 }
 
+impl AuthError {
+    /// The refusal's `auth_refusals_total` reason: a fixed snake_case name, never the token or
+    /// a claim's value.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidToken(rejection) => rejection.reason(),
+            Self::InsufficientScope(_) => "insufficient_scope",
+            Self::NoOrganisation(_) => "no_organisation",
+            Self::KeysUnavailable => "keys_unavailable",
+        }
+    }
+}
+
 impl TokenRejection {
+    /// The rejection's metric reason (see [`AuthError::reason`]).
+    pub fn reason(self) -> &'static str {
+        match self {
+            Self::Missing => "missing",
+            Self::Malformed => "malformed",
+            Self::AlgorithmNotAccepted => "algorithm_not_accepted",
+            Self::NoKeyId => "no_key_id",
+            Self::UnknownKey => "unknown_key",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::WrongIssuer => "wrong_issuer",
+            Self::WrongAudience => "wrong_audience",
+            Self::MissingClaim => "missing_claim",
+            Self::NoAuthorizerClaims => "no_authorizer_claims",
+            Self::NotConfigured => "not_configured",
+        }
+    }
+
     pub fn description(self) -> &'static str {
         match self {
             Self::Missing => "this route needs an Authorization: Bearer token",
@@ -393,6 +425,7 @@ async fn require(State(guard): State<Guard>, mut request: Request, next: Next) -
             next.run(request).await
         }
         Err(error) => {
+            metrics::counter!(plan::metrics::AUTH_REFUSALS.name, "reason" => error.reason()).increment(1);
             match &error {
                 AuthError::KeysUnavailable => tracing::warn!(%error, "request refused"),
                 _ => tracing::info!(%error, "request refused"),

@@ -68,3 +68,30 @@ pub fn serve(dir: &Path, vars: &[(&str, &str)]) -> (Server, String) {
     let url = url_rx.recv_timeout(Duration::from_secs(30)).expect("plan-local said where it listens");
     (server, url)
 }
+
+/// Like [`serve`], and hands the log over as well: the lines up to the one naming the API's
+/// address, and the rest as they come.
+pub fn serve_logged(dir: &Path, vars: &[(&str, &str)]) -> (Server, String, Vec<String>, std::sync::mpsc::Receiver<String>) {
+    let mut all = vec![("ORG_CLAIM", "hd"), ("PORT", "0"), ("NO_COLOR", "1")];
+    all.extend_from_slice(vars);
+    let child = plan_local(dir, &all).stdout(Stdio::inherit()).stderr(Stdio::piped()).spawn().expect("start plan-local");
+    let mut server = Server(child);
+    let stderr = server.0.stderr.take().expect("stderr");
+    let (line_tx, line_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut earlier = Vec::new();
+    let url = loop {
+        let line = line_rx.recv_timeout(Duration::from_secs(30)).expect("plan-local said where it listens");
+        if let Some(at) = line.find("plan API on http://") {
+            break line[at + "plan API on ".len()..].chars().take_while(|c| !c.is_whitespace()).collect();
+        }
+        earlier.push(line);
+    };
+    (server, url, earlier, line_rx)
+}
