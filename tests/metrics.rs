@@ -253,19 +253,7 @@ async fn workload(world: &World, tag: &str, extra_plans: usize) -> Written {
 
     // The indexer: every published change, a poison record, then the same batch again.
     let events = std::mem::take(&mut *world.publisher.events.lock().unwrap());
-    let mut records: Vec<ConsumedRecord> = events
-        .iter()
-        .enumerate()
-        .map(|(offset, event)| ConsumedRecord {
-            topic: "plan_operations".into(),
-            partition: 0,
-            offset: offset as i64,
-            key: Some(event.plan_id.as_str().as_bytes().to_vec()),
-            value: Some(event.to_json()),
-            timestamp_ms: 0,
-            headers: Vec::new(),
-        })
-        .collect();
+    let mut records = plan_e2e::events::topic_records(&events);
     records.push(ConsumedRecord {
         topic: "plan_operations".into(),
         partition: 0,

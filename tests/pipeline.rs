@@ -236,20 +236,7 @@ async fn recorded_changes() -> Vec<ConsumedRecord> {
     assert_eq!(app.put(&id_of(&plans[1]), &dropped, Some(&etag)).await.status(), 200);
     let etag = app.etag(&id_of(&plans[2])).await;
     assert_eq!(app.delete(&id_of(&plans[2]), Some(&etag)).await.status(), 204);
-    publisher
-        .events()
-        .iter()
-        .enumerate()
-        .map(|(offset, event)| ConsumedRecord {
-            topic: "plan_operations".into(),
-            partition: 0,
-            offset: offset as i64,
-            key: Some(event.plan_id.as_str().as_bytes().to_vec()),
-            value: Some(event.to_json()),
-            timestamp_ms: 0,
-            headers: event.headers().into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
-        })
-        .collect()
+    plan_e2e::events::topic_records(&publisher.events())
 }
 
 /// Everything the index holds for these plans, as comparable text.
