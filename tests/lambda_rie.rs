@@ -180,12 +180,20 @@ fn redis_store(url: &str, key_prefix: &str) -> Arc<RedisStore> {
     Arc::new(RedisStore::new(&config).expect("Redis client"))
 }
 
+/// A name only the Swagger UI bundle (`shared/http/assets/swagger-ui/swagger-ui-bundle.js`) holds.
+const DOCS_MARKER: &[u8] = b"SwaggerUIBundle";
+
 async fn cold_start(setup: &Setup, expectation: &Expectation) -> ColdStart {
     let function = sam::function_for_binary(expectation.function)
         .unwrap_or_else(|| panic!("{} has no function resource in template.yaml", expectation.function));
     let bootstrap = setup.lambda_dir.join(&function.logical_id).join("bootstrap");
     let bootstrap_bytes =
         std::fs::metadata(&bootstrap).unwrap_or_else(|e| panic!("{}: {e} (did sam build run?)", bootstrap.display())).len();
+    // Only api-docs carries the Swagger UI files (about 2 MB): sam build turns plan-http's
+    // `api-docs` feature on for every function, and only the code they can reach keeps them out.
+    let binary = std::fs::read(&bootstrap).expect("read the bootstrap");
+    let embeds_docs = binary.windows(DOCS_MARKER.len()).any(|window| window == DOCS_MARKER);
+    assert_eq!(embeds_docs, expectation.function == "api-docs", "{}: embeds the Swagger UI bundle: {embeds_docs}", expectation.function);
 
     // Each function gets its own key prefix, seeded like the in-process replay.
     let key_prefix = plan_e2e::unique_prefix();

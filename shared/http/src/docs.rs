@@ -3,46 +3,44 @@
 //!
 //! The page's files are embedded in the binary (vendored from the npm package `swagger-ui-dist`,
 //! see `assets/swagger-ui/VERSION` and `scripts/refresh-swagger-ui`), so it works offline and under
-//! a Content-Security-Policy that allows nothing but this origin. They weigh about 2 MB, so they
-//! (and the document builder) are compiled only with plan-http's `api-docs` feature: the api-docs
-//! function and plan-local turn it on, the other functions answer these routes with a 404 problem
-//! (they never receive them: each function serves its own routes only).
+//! a Content-Security-Policy that allows nothing but this origin. They weigh about 2 MB, so only
+//! the binaries that serve these routes may link them: the api-docs function and plan-local.
+//!
+//! A cargo feature alone cannot keep them out of the other functions: `sam build` (like any build
+//! of the whole workspace) resolves features once for every member, so plan-http's `api-docs`
+//! feature, on for api-docs and plan-local, is on for every function. So the routes are reached
+//! only through [`ROUTES`], which [`crate::router`] and [`crate::app`] pass down and the single-
+//! endpoint runtime of the other functions (`lambda::run`) never names: nothing those functions
+//! can reach refers to the files, and the release build's link-time optimisation drops them. The
+//! feature still leaves the files out of builds that select only other crates.
 
-use axum::response::Response;
-
+use axum::response::IntoResponse;
 #[cfg(feature = "api-docs")]
-pub use enabled::{asset, openapi_document, page};
+use axum::response::Response;
+use axum::routing::{MethodFilter, MethodRouter, on};
 
+use crate::problem::Problem;
+use crate::routes::Endpoint;
+
+/// Builds the route of one documentation endpoint.
+pub type DocsRoute = fn(Endpoint, MethodFilter) -> MethodRouter;
+
+/// The documentation routes of this build: `None` without the `api-docs` feature.
+#[cfg(feature = "api-docs")]
+pub const ROUTES: Option<DocsRoute> = Some(enabled::route);
 #[cfg(not(feature = "api-docs"))]
-pub use disabled::{asset, openapi_document, page};
+pub const ROUTES: Option<DocsRoute> = None;
+
+/// What a documentation route answers where the documentation is not served: 404, like a route
+/// that does not exist (no function but api-docs ever receives these paths).
+pub fn absent(filter: MethodFilter) -> MethodRouter {
+    on(filter, || async { Problem::route_not_found().into_response() })
+}
 
 /// The policy of the page: scripts, styles, fetches and fonts from this origin only; images also
 /// as `data:` URIs (Swagger UI's icons are SVGs inlined in its CSS).
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
      font-src 'self'; connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
-
-#[cfg(not(feature = "api-docs"))]
-mod disabled {
-    use super::*;
-    use crate::problem::Problem;
-    use axum::response::IntoResponse;
-
-    fn absent() -> Response {
-        Problem::route_not_found().into_response()
-    }
-
-    pub async fn openapi_document() -> Response {
-        absent()
-    }
-
-    pub async fn page() -> Response {
-        absent()
-    }
-
-    pub async fn asset() -> Response {
-        absent()
-    }
-}
 
 #[cfg(feature = "api-docs")]
 mod enabled {
@@ -50,13 +48,21 @@ mod enabled {
 
     use axum::extract::Path;
     use axum::http::{HeaderName, HeaderValue, StatusCode, header};
-    use axum::response::IntoResponse;
     use plan::ETag;
 
     use super::*;
     use crate::extract::Conditions;
-    use crate::problem::Problem;
     use crate::routes::{insert_etag, not_modified};
+
+    /// The route of each documentation endpoint.
+    pub fn route(endpoint: Endpoint, filter: MethodFilter) -> MethodRouter {
+        match endpoint {
+            Endpoint::GetOpenApi => on(filter, openapi_document),
+            Endpoint::DocsPage => on(filter, page),
+            Endpoint::DocsAsset => on(filter, asset),
+            _ => absent(filter),
+        }
+    }
 
     /// A file served by the page: its name under /docs/, media type and bytes.
     struct Asset {

@@ -8,7 +8,7 @@ use plan_events::indexer::BatchReport;
 use plan_events::reindex::{drift_check, rebuild};
 use serde_json::{Value, json};
 
-use crate::{Backends, Config, Deployment, Endpoint, router};
+use crate::{Backends, Config, Deployment, Endpoint, api_router, router};
 
 type Error = lambda_http::Error;
 
@@ -47,10 +47,11 @@ fn flushing(router: axum::Router) -> axum::Router {
     router.layer(axum::middleware::from_fn(crate::emf::flush_after))
 }
 
-/// One HTTP endpoint; then the runtime loop, one request at a time.
+/// One HTTP endpoint of the API (never the documentation: see `docs`); then the runtime loop, one
+/// request at a time.
 pub async fn run(endpoint: Endpoint) -> Result<(), Error> {
     let (_, backends) = cold_start(endpoint.function(), endpoint.writes(), endpoint.uses_index()).await?;
-    lambda_http::run(flushing(router(&[endpoint], &backends))).await
+    lambda_http::run(flushing(api_router(&[endpoint], &backends))).await
 }
 
 /// Every HTTP endpoint that `function` serves (the api-docs function serves three).

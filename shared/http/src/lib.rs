@@ -34,15 +34,22 @@ use crate::problem::Problem;
 pub const JWKS_PATH: &str = "/.well-known/jwks.json";
 
 /// A router serving `endpoints` (each behind authentication unless public), with the API's
-/// 404/405 problems, request ids and panic guard.
+/// 404/405 problems, request ids and panic guard; the documentation endpoints among them are
+/// served when this build has them (`docs::ROUTES`).
 pub fn router(endpoints: &[Endpoint], backends: &Backends) -> Router {
-    with_edge_layers(endpoint_routes(endpoints, backends))
+    with_edge_layers(endpoint_routes(endpoints, backends, docs::ROUTES))
+}
+
+/// [`router`] for the API's own endpoints, never the documentation: what every function but
+/// api-docs runs, so that nothing it can reach refers to the embedded page (see `docs`).
+pub fn api_router(endpoints: &[Endpoint], backends: &Backends) -> Router {
+    with_edge_layers(endpoint_routes(endpoints, backends, None))
 }
 
 /// Every endpoint in one router: the local server. When it is its own issuer, it also serves the
 /// issuer's JWKS, so other processes (a function under `cargo lambda watch`) can verify its tokens.
 pub fn app(backends: &Backends) -> Router {
-    let mut routes = endpoint_routes(&Endpoint::ALL, backends);
+    let mut routes = endpoint_routes(&Endpoint::ALL, backends, docs::ROUTES);
     if let Some(jwks) = backends.auth().published_jwks() {
         let body = axum::body::Bytes::from(serde_json::to_vec(jwks).unwrap_or_default());
         routes = routes.route(
@@ -56,8 +63,8 @@ pub fn app(backends: &Backends) -> Router {
     with_edge_layers(routes)
 }
 
-fn endpoint_routes(endpoints: &[Endpoint], backends: &Backends) -> Router {
-    endpoints.iter().fold(Router::new(), |router, endpoint| router.merge(endpoint.route(backends)))
+fn endpoint_routes(endpoints: &[Endpoint], backends: &Backends, docs: Option<docs::DocsRoute>) -> Router {
+    endpoints.iter().fold(Router::new(), |router, endpoint| router.merge(endpoint.route(backends, docs)))
 }
 
 fn with_edge_layers(routes: Router) -> Router {

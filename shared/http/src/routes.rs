@@ -142,7 +142,8 @@ impl Endpoint {
     }
 
     /// This endpoint alone, with only the backends it needs, behind authentication unless public.
-    pub fn route(self, backends: &Backends) -> Router {
+    /// The documentation endpoints are served by `docs` (`crate::docs::ROUTES`), or not at all.
+    pub fn route(self, backends: &Backends, docs: Option<crate::docs::DocsRoute>) -> Router {
         let filter = MethodFilter::try_from(self.method()).unwrap_or(MethodFilter::GET);
         let path = self.path();
         let route = match self {
@@ -158,9 +159,10 @@ impl Endpoint {
             Self::SearchPlansByQuery => on(filter, search::search_by_params).with_state(backends.index_reads()),
             Self::GetIndexedPlan => on(filter, search::indexed_plan).with_state(backends.index_reads()),
             Self::GetIndexData => on(filter, search::index_data).with_state(backends.index_reads()),
-            Self::GetOpenApi => on(filter, crate::docs::openapi_document),
-            Self::DocsPage => on(filter, crate::docs::page),
-            Self::DocsAsset => on(filter, crate::docs::asset),
+            Self::GetOpenApi | Self::DocsPage | Self::DocsAsset => match docs {
+                Some(docs) => docs(self, filter),
+                None => crate::docs::absent(filter),
+            },
         };
         let route = match self.scope() {
             Some(scope) => auth::protect(route, backends.auth(), scope),
