@@ -107,20 +107,12 @@ pub fn header<'a>(event: &'a Value, name: &str) -> Option<&'a str> {
     event.get("headers")?.get(name)?.as_str()
 }
 
-/// Change events as one partition of a topic holds them (offsets from 0, keyed by plan id, with
-/// the headers the Kafka publisher writes): what the indexer's tests feed it.
+/// Change events as one partition of a topic holds them (offsets from 0): what the indexer's
+/// tests feed it.
 pub fn topic_records(events: &[plan::events::ChangeEvent]) -> Vec<plan_events::ConsumedRecord> {
     events
         .iter()
         .enumerate()
-        .map(|(offset, event)| plan_events::ConsumedRecord {
-            topic: "plan_operations".into(),
-            partition: 0,
-            offset: offset as i64,
-            key: Some(event.plan_id.as_str().as_bytes().to_vec()),
-            value: Some(event.to_json()),
-            timestamp_ms: 0,
-            headers: event.headers().into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
-        })
+        .map(|(offset, event)| plan_events::ConsumedRecord::of_event("plan_operations", 0, offset as i64, 0, event))
         .collect()
 }

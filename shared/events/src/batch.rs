@@ -8,7 +8,7 @@ use aws_lambda_events::encodings::MillisecondTimestamp;
 use aws_lambda_events::event::kafka::{KafkaEvent, KafkaRecord};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use plan::events::TraceContext;
+use plan::events::{ChangeEvent, MAX_TRACE_VALUE, TraceContext};
 
 /// One record as a consumer sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +21,22 @@ pub struct ConsumedRecord {
     pub timestamp_ms: i64,
     /// The record's headers, in order (a change event's schema version, request and trace ids).
     pub headers: Vec<(String, Vec<u8>)>,
+}
+
+impl ConsumedRecord {
+    /// A change event as a topic holds it: keyed by plan id, with the headers the Kafka publisher
+    /// writes.
+    pub fn of_event(topic: &str, partition: i32, offset: i64, timestamp_ms: i64, event: &ChangeEvent) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            partition,
+            offset,
+            key: Some(event.plan_id.as_str().as_bytes().to_vec()),
+            value: Some(event.to_json()),
+            timestamp_ms,
+            headers: event.headers(),
+        }
+    }
 }
 
 /// Builds the event the MSK event source mapping would deliver for these records: grouped by
@@ -92,7 +108,7 @@ fn trace_context(headers: &[HashMap<String, Vec<i8>>]) -> TraceContext {
         .iter()
         .flatten()
         .filter(|(name, _)| wanted.contains(&name.as_str()))
-        .map(|(name, value)| (name.as_str(), value.iter().take(512).map(|&b| b as u8).collect()))
+        .map(|(name, value)| (name.as_str(), value.iter().take(MAX_TRACE_VALUE).map(|&b| b as u8).collect()))
         .collect();
     TraceContext::from_headers(bytes.iter().map(|(name, value)| (*name, value.as_slice())))
 }

@@ -41,15 +41,8 @@ impl InProcessBus {
 #[async_trait]
 impl ChangePublisher for InProcessBus {
     async fn publish(&self, event: &ChangeEvent) -> Result<(), PublishError> {
-        let record = ConsumedRecord {
-            topic: self.topic.clone(),
-            partition: 0,
-            offset: self.next_offset.fetch_add(1, Ordering::SeqCst),
-            key: Some(event.plan_id.as_str().as_bytes().to_vec()),
-            value: Some(event.to_json()),
-            timestamp_ms: chrono::Utc::now().timestamp_millis(),
-            headers: event.headers().into_iter().map(|(name, value)| (name.to_owned(), value)).collect(),
-        };
+        let offset = self.next_offset.fetch_add(1, Ordering::SeqCst);
+        let record = ConsumedRecord::of_event(&self.topic, 0, offset, chrono::Utc::now().timestamp_millis(), event);
         let (handled, done) = oneshot::channel();
         self.sender.send((record, handled)).map_err(|_| PublishError::new("the in-process bus has stopped"))?;
         match tokio::time::timeout(ACK_TIMEOUT, done).await {

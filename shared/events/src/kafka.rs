@@ -199,7 +199,7 @@ fn publish_error(error: KafkaError) -> PublishError {
 #[async_trait]
 impl ChangePublisher for KafkaPublisher {
     async fn publish(&self, event: &ChangeEvent) -> Result<(), PublishError> {
-        let headers: BTreeMap<String, Vec<u8>> = event.headers().into_iter().map(|(name, value)| (name.to_owned(), value)).collect();
+        let headers: BTreeMap<String, Vec<u8>> = event.headers().into_iter().collect();
         let (partition, offset) = self.produce(event.plan_id.as_str(), event.to_json(), headers).await?;
         tracing::debug!(plan = %event.plan_id, version = event.version, partition, offset, "change event published");
         Ok(())

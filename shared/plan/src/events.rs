@@ -58,7 +58,7 @@ pub mod headers {
 
 /// The longest request or trace id read back from a record's headers; longer values are cut
 /// (the producer writes at most 128-byte request ids and X-Ray's ~80-byte trace headers).
-const MAX_TRACE_VALUE: usize = 256;
+pub const MAX_TRACE_VALUE: usize = 256;
 
 /// Where a consumed record came from, as its headers say.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -121,13 +121,13 @@ impl ChangeEvent {
 
     /// The record headers this event is published with ([`headers`]); the request and trace ids
     /// only when known.
-    pub fn headers(&self) -> Vec<(&'static str, Vec<u8>)> {
-        let mut out = vec![(headers::SCHEMA_VERSION, self.schema_version.to_string().into_bytes())];
+    pub fn headers(&self) -> Vec<(String, Vec<u8>)> {
+        let mut out = vec![(headers::SCHEMA_VERSION.to_owned(), self.schema_version.to_string().into_bytes())];
         if !self.request_id.is_empty() {
-            out.push((headers::REQUEST_ID, self.request_id.clone().into_bytes()));
+            out.push((headers::REQUEST_ID.to_owned(), self.request_id.clone().into_bytes()));
         }
         if let Some(trace_id) = &self.trace_id {
-            out.push((headers::TRACE_ID, trace_id.clone().into_bytes()));
+            out.push((headers::TRACE_ID.to_owned(), trace_id.clone().into_bytes()));
         }
         out
     }
@@ -252,9 +252,9 @@ mod tests {
     fn the_request_and_trace_travel_in_the_headers_only() {
         let event = ChangeEvent::upsert(plan(), 3, "req-1").traced(Some("Root=1-abc".to_owned()));
         let headers = event.headers();
-        let names: Vec<&str> = headers.iter().map(|(name, _)| *name).collect();
+        let names: Vec<&str> = headers.iter().map(|(name, _)| name.as_str()).collect();
         assert_eq!(names, [headers::SCHEMA_VERSION, headers::REQUEST_ID, headers::TRACE_ID]);
-        let context = TraceContext::from_headers(headers.iter().map(|(name, value)| (*name, value.as_slice())));
+        let context = TraceContext::from_headers(headers.iter().map(|(name, value)| (name.as_str(), value.as_slice())));
         assert_eq!(context, TraceContext { request_id: Some("req-1".into()), trace_id: Some("Root=1-abc".into()) });
         // The document is unchanged: what consumers of the value (and its schema) know.
         let json: serde_json::Value = serde_json::from_slice(&event.to_json()).unwrap();
