@@ -11,8 +11,9 @@ use plan::WritePolicy;
 use plan_e2e::app::{TEST_AUDIENCE, TEST_ISSUER, TestApp, expect_problem, header, spawn_app, test_auth, test_issuer, token};
 use plan_e2e::jwks::{JwksServer, key_set};
 use plan_e2e::{set_org, tag, unique_plan};
+use plan_http::Authenticator;
 use plan_http::auth::{ClaimRules, JwksCache, JwksSource, JwksTiming, JwtRules, JwtVerifier, LocalIssuer, TokenRejection};
-use plan_http::{Authenticator, Backends};
+use plan_wiring::Backends;
 use reqwest::Method;
 use serde_json::{Value, json};
 

@@ -8,7 +8,8 @@ use plan::WritePolicy;
 use plan_e2e::events::{self, EXPECTATIONS, NON_HTTP_FUNCTIONS, Seed};
 use plan_e2e::sam;
 use plan_http::auth::{ClaimRules, GatewayRules};
-use plan_http::{Authenticator, Backends, Endpoint};
+use plan_http::{Authenticator, Endpoint};
+use plan_wiring::Backends;
 use tower::ServiceExt;
 
 /// The endpoints a function serves (api-docs serves three; the others one each).
@@ -96,7 +97,7 @@ async fn every_event_replays_through_its_function_in_process() {
 
         let request =
             lambda_http::request::from_str(&text).unwrap_or_else(|e| panic!("{}: not an API Gateway event: {e}", expectation.file));
-        let response = plan_http::router(&endpoints, &backends).oneshot(request).await.expect("the router is infallible");
+        let response = plan_wiring::router(&endpoints, &backends).oneshot(request).await.expect("the router is infallible");
         let status = response.status().as_u16();
         let request_id = response.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
         let body = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("body");
@@ -107,7 +108,7 @@ async fn every_event_replays_through_its_function_in_process() {
 }
 
 /// The indexer's MSK batch and the reindex function's events, through the same code the Lambda
-/// runtime calls (`plan_http::lambda`), on embedded backends.
+/// runtime calls (`plan_wiring::lambda`), on embedded backends.
 #[tokio::test]
 async fn the_indexer_and_reindex_events_run_in_process() {
     for expectation in EXPECTATIONS.iter().filter(|e| NON_HTTP_FUNCTIONS.contains(&e.function)) {
@@ -125,11 +126,12 @@ async fn the_indexer_and_reindex_events_run_in_process() {
                 assert!(backends.index().indexed(&id).await.unwrap().is_some(), "{}: the sample plan is indexed", expectation.file);
             }
             "reindex" => {
-                let job = plan_http::lambda::ReindexJob::from_event(&event).unwrap();
-                let report =
-                    plan_http::lambda::reindex(&backends, job, &|_| {}).await.unwrap_or_else(|e| panic!("{}: {e}", expectation.file));
-                if job == plan_http::lambda::ReindexJob::Drift {
-                    assert_eq!(report["differences"], serde_json::json!([]), "{}: {report}", expectation.file);
+                let job = plan_wiring::reindex::ReindexJob::from_event(&event).unwrap();
+                let report = plan_wiring::reindex::run(&backends.reindex_parts(), job, &|_| {})
+                    .await
+                    .unwrap_or_else(|e| panic!("{}: {e}", expectation.file));
+                if job == plan_wiring::reindex::ReindexJob::Drift {
+                    assert!(report.problems().is_empty(), "{}: {report:?}", expectation.file);
                 }
             }
             other => panic!("{other} has no in-process replay"),

@@ -10,8 +10,8 @@ use plan::jobs::sweep;
 use plan::store::{PlanWriter, StoreWalk};
 use plan_e2e::app::{header, spawn_with};
 use plan_e2e::{RecordingPublisher, redis_store, tag, unique_plan};
-use plan_http::backends::Store;
 use plan_store::EmbeddedStore;
+use plan_wiring::backends::Store;
 use serde_json::{Value, json};
 
 async fn unpublished(walk: &dyn StoreWalk) -> BTreeMap<String, u64> {

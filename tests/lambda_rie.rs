@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use plan::WritePolicy;
 use plan_e2e::events::{self, EXPECTATIONS, Expectation};
 use plan_e2e::{sam, service_var};
-use plan_http::Backends;
 use plan_store::RedisStore;
+use plan_wiring::Backends;
 use serde_json::Value;
 
 /// Targets from the issue; a miss is reported in the table, and fails the test only for memory
@@ -176,6 +176,7 @@ fn redis_store(url: &str, key_prefix: &str) -> Arc<RedisStore> {
         key_prefix: key_prefix.to_owned(),
         op_timeout: Duration::from_millis(1500),
         ca_pem: None,
+        auth_secret_arn: None,
     };
     Arc::new(RedisStore::new(&config).expect("Redis client"))
 }

@@ -27,11 +27,13 @@ use plan_e2e::jwks::key_set;
 use plan_e2e::{set_org, unique_plan};
 use plan_events::{ConsumedRecord, msk_event};
 use plan_http::auth::{ClaimRules, JwksCache, JwksSource, JwksTiming, JwtRules, JwtVerifier};
-use plan_http::emf::{EmfRecorder, MAX_VALUES_PER_LINE};
-use plan_http::{Authenticator, Backends, Endpoint};
+use plan_http::{Authenticator, Endpoint};
 use plan_index::{OpenSearchConfig, OpenSearchIndex};
 use plan_local::exporter::{Sample, Summary};
 use plan_store::EmbeddedStore;
+use plan_wiring::Backends;
+use plan_wiring::emf::{EmfRecorder, MAX_VALUES_PER_LINE};
+use plan_wiring::reindex::{ReindexJob, ReindexReport};
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -230,10 +232,11 @@ async fn workload(world: &World, tag: &str, extra_plans: usize) -> Written {
     world.publisher.mode.store(DOWN, Ordering::SeqCst);
     assert_eq!(status(app.merge_patch(&id, &json!({"planType": "inNetwork"}), None).await).await, 200);
     world.publisher.mode.store(REJECTING, Ordering::SeqCst);
-    plan_http::lambda::reindex(&world.backends, plan_http::lambda::ReindexJob::Sweep, &|_| {}).await.unwrap();
+    let parts = world.backends.reindex_parts();
+    plan_wiring::reindex::run(&parts, ReindexJob::Sweep, &|_| {}).await.unwrap();
     world.publisher.mode.store(UP, Ordering::SeqCst);
-    let report = plan_http::lambda::reindex(&world.backends, plan_http::lambda::ReindexJob::Sweep, &|_| {}).await.unwrap();
-    assert_eq!(report["republished"], 1, "{report}");
+    let report = plan_wiring::reindex::run(&parts, ReindexJob::Sweep, &|_| {}).await.unwrap();
+    assert!(matches!(report, ReindexReport::Sweep { republished: 1, .. }), "{report:?}");
 
     // Many plans of many organisations.
     for i in 0..extra_plans {
@@ -282,7 +285,7 @@ async fn workload(world: &World, tag: &str, extra_plans: usize) -> Written {
     assert_eq!(status(app.get(&id).await).await, 503);
     world.store.timing_out.store(false, Ordering::SeqCst);
 
-    plan_http::lambda::record_cold_start();
+    plan_wiring::lambda::record_cold_start();
     written
 }
 

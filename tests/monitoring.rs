@@ -836,7 +836,7 @@ fn docker_compose_runs_prometheus_on_plan_locals_metrics_address_and_grafana_on_
     }
 
     // Prometheus scrapes the address plan-local serves its metrics on by default.
-    let config = plan_http::Config::from_vars(plan_http::Deployment::Local, &std::collections::HashMap::new())
+    let config = plan_wiring::Config::from_vars(plan_wiring::Deployment::Local, &std::collections::HashMap::new())
         .expect("the default local configuration");
     let default = config.metrics_addr.expect("plan-local serves metrics by default").to_string();
     let prometheus: Yaml =

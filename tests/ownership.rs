@@ -296,7 +296,7 @@ async fn the_walk_repairs_owner_entries_that_disagree_with_the_id_sets() {
     let _: () = conn.sadd(format!("{prefix}:plan:{{{}}}:ids", b.id), shared.as_str()).await.unwrap();
     raw.set(&owner_key(shared), &format!("{}:1", b.id)).await;
 
-    let report = plan_events::reindex::drift_check(&store, &plan_index::EmbeddedIndex::new(), &|_| {}).await.unwrap();
+    let report = plan_wiring::reindex::drift_check(&store, &plan_index::EmbeddedIndex::new(), &|_| {}).await.unwrap();
     let mut restored: Vec<String> = report
         .repairs
         .iter()
@@ -318,6 +318,6 @@ async fn the_walk_repairs_owner_entries_that_disagree_with_the_id_sets() {
         assert_eq!(raw.get(&owner_key(id)).await.unwrap(), format!("{}:1", a.id));
     }
     assert!(raw.get(&owner_key(fresh_claim)).await.unwrap().starts_with(&format!("{}:0:", a.id)), "a claim in flight is left alone");
-    let again = plan_events::reindex::drift_check(&store, &plan_index::EmbeddedIndex::new(), &|_| {}).await.unwrap();
+    let again = plan_wiring::reindex::drift_check(&store, &plan_index::EmbeddedIndex::new(), &|_| {}).await.unwrap();
     assert!(again.repairs.iter().all(|r| matches!(r, plan::store::Repair::SharedObjectId { .. })), "{:#?}", again.repairs);
 }

@@ -13,11 +13,11 @@ use plan::store::{PlanReader, PlanWriter, StoreWalk};
 use plan_e2e::app::{TestApp, header, spawn_app, test_auth};
 use plan_e2e::{plan_service, redis_store, service_var, tag, unique_plan};
 use plan_events::indexer::{Indexer, MemoryDeadLetters};
-use plan_events::reindex::drift_check;
 use plan_events::{ConsumedRecord, KafkaAuth, KafkaConfig, KafkaPublisher, Offsets, msk_event, run_poller};
-use plan_http::Backends;
 use plan_index::{EmbeddedIndex, PlanIndex};
 use plan_store::RedisStore;
+use plan_wiring::Backends;
+use plan_wiring::reindex::drift_check;
 use serde_json::{Value, json};
 
 fn kafka_config(bootstrap: &str, timeout: Duration) -> KafkaConfig {
@@ -146,7 +146,7 @@ async fn a_write_and_its_indexing_are_logged_under_one_request_id() {
     let mut context = lambda_http::Context::default();
     context.xray_trace_id = Some(trace_id.to_owned());
     request.extensions_mut().insert(context);
-    let response = tower::ServiceExt::oneshot(plan_http::router(&[plan_http::Endpoint::CreatePlan], &backends), request).await.unwrap();
+    let response = tower::ServiceExt::oneshot(plan_wiring::router(&[plan_http::Endpoint::CreatePlan], &backends), request).await.unwrap();
     assert_eq!(response.status(), 201);
     until_indexed(index.as_ref(), &plan, Some(1)).await;
     poller.abort();

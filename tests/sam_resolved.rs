@@ -1,7 +1,7 @@
 //! template.yaml as the SAM CLI resolves it (scripts/sam-resolve.py, the pinned aws-sam-cli's own
 //! providers and samtranslator), checked against the code:
 //! - every function's environment under `sam local start-api`, `sam local invoke` and in a deployed
-//!   stack is accepted by `plan_http::Config::from_vars` and configures what the function needs;
+//!   stack is accepted by `plan_wiring::Config::from_vars` and configures what the function needs;
 //! - every environment variable the code reads has a decision (set by the template for exactly the
 //!   functions that read it, set by Lambda, or left at its default), and `sam-env.json` overrides
 //!   every variable the template declares (SAM ignores entries for undeclared variables);
@@ -10,8 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use plan_e2e::sam;
-use plan_http::config::{AuthConfig, JwksLocation};
-use plan_http::{Config, Deployment, Endpoint};
+use plan_http::Endpoint;
+use plan_http::auth::config::{AuthConfig, JwksLocation};
+use plan_wiring::{Config, Deployment};
 use serde_json::Value;
 
 /// Functions that open no connection and so stay out of the VPC.
@@ -85,7 +86,7 @@ const SOURCES: &[(&str, Source)] = &[
     ("TENANT_ISOLATION", Source::Every),
     ("JWKS_URL", Source::Every),
     ("VERIFY_JWT_IN_FUNCTION", Source::Every),
-    // The CloudWatch namespace of every function's embedded-metric-format lines (plan_http::emf).
+    // The CloudWatch namespace of every function's embedded-metric-format lines (plan_wiring::emf).
     ("METRICS_NAMESPACE", Source::Every),
     ("KAFKA_BOOTSTRAP_SERVERS", Source::Kafka),
     ("MSK_CLUSTER_ARN", Source::Kafka),
@@ -178,8 +179,8 @@ fn load(mode: &str, binary: &str, env: &BTreeMap<String, String>) -> Config {
     let vars = env.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     let config = Config::from_vars(Deployment::Lambda, &vars).unwrap_or_else(|e| panic!("{mode}: {binary}: {e}\n{env:#?}"));
     let role = role(binary);
-    // What the function's cold start insists on (plan_http::lambda).
-    assert_eq!(config.kafka.is_some(), role.kafka, "{mode}: {binary}: Kafka configured");
+    // What the function's cold start insists on (plan_wiring::lambda).
+    assert_eq!(config.events.kafka.is_some(), role.kafka, "{mode}: {binary}: Kafka configured");
     if role.index {
         assert!(config.opensearch.is_some(), "{mode}: {binary} needs OPENSEARCH_URL");
     }
@@ -207,7 +208,7 @@ fn sam_local_start_api_gives_every_function_a_working_configuration_against_the_
         assert_eq!(jwt.rules.issuers, vec!["plan-local"], "{id}: plan-local tokens");
         assert_eq!(jwt.rules.audiences, vec!["plan-api"], "{id}");
         assert_eq!(config.redis.as_ref().map(|r| r.urls.clone()), Some(vec!["redis://redis:6379".to_owned()]), "{id}");
-        if let Some(kafka) = &config.kafka {
+        if let Some(kafka) = &config.events.kafka {
             assert_eq!(
                 (kafka.bootstrap_servers.clone(), kafka.tls),
                 (vec!["kafka:29092".to_owned()], false),
@@ -229,7 +230,7 @@ fn sam_local_invoke_trusts_the_sample_events_claims_as_the_authorizer_would() {
             (vec!["https://auth.example.com/".into()], vec!["healthplan-api".into()]),
             "{id}"
         );
-        assert_eq!(config.org_claim.as_deref(), Some("hd"), "{id}");
+        assert_eq!(config.claims.org_claim.as_deref(), Some("hd"), "{id}");
     }
 }
 
@@ -241,21 +242,21 @@ fn a_deployed_stack_configures_iam_kafka_secrets_isolation_and_cognito_scopes() 
         let AuthConfig::Gateway(rules) = &config.auth else { panic!("{id}: the authorizer's claims: {:?}", config.auth) };
         assert_eq!(rules.issuers, vec![resolved["deploy_parameters"]["JwtIssuer"].as_str().unwrap()], "{id}: iss is checked");
         assert_eq!(rules.audiences, vec![resolved["deploy_parameters"]["JwtAudience"].as_str().unwrap()], "{id}: aud is checked");
-        assert!(config.org_claim.is_some(), "{id}: tenant isolation on");
-        assert_eq!(config.scope_names.read, "healthplan/plans.read", "{id}: Cognito's resource-server scope names");
-        assert!(config.secrets.redis_auth.is_some(), "{id}: the Redis password comes from Secrets Manager");
+        assert!(config.claims.org_claim.is_some(), "{id}: tenant isolation on");
+        assert_eq!(config.claims.scope_names.read, "healthplan/plans.read", "{id}: Cognito's resource-server scope names");
+        assert!(config.redis.as_ref().is_some_and(|r| r.auth_secret_arn.is_some()), "{id}: the Redis password comes from Secrets Manager");
         assert!(
             config.redis.as_ref().is_some_and(|r| r.cluster && r.urls.iter().all(|u| u.starts_with("rediss://"))),
             "{id}: TLS, cluster mode"
         );
         assert!(!env.values().any(|v| v.contains("password") || v.contains('@')), "{id}: no credentials in the environment");
-        if let Some(kafka) = &config.kafka {
+        if let Some(kafka) = &config.events.kafka {
             assert!(matches!(kafka.auth, plan_events::KafkaAuth::MskIam { .. }) && kafka.tls, "{id}: MSK IAM over TLS");
-            assert!(kafka.bootstrap_servers.is_empty() && config.msk_cluster_arn.is_some(), "{id}: brokers from the cluster ARN");
+            assert!(kafka.bootstrap_servers.is_empty() && config.events.msk_cluster_arn.is_some(), "{id}: brokers from the cluster ARN");
             assert_eq!(kafka.topic_creation, plan_events::TopicCreation::Never, "{id}: never auto-creates a topic");
         }
         if binary == "reindex" {
-            assert_eq!(config.replication_factor, 3, "the setup job's replication factor");
+            assert_eq!(config.events.replication_factor, 3, "the setup job's replication factor");
         }
     }
 }

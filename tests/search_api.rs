@@ -8,8 +8,8 @@ use plan::WritePolicy;
 use plan_e2e::app::{TestApp, expect_problem, header, spawn_app, test_auth};
 use plan_e2e::index::{Backend, Spec, plan_json, plan_of, upsert};
 use plan_e2e::{tag, unique_plan};
-use plan_http::Backends;
 use plan_index::PlanIndex;
+use plan_wiring::Backends;
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -211,7 +211,7 @@ mod cases {
         let other = world.create_and_index(&other).await;
         // Tenant isolation on the `hd` claim: a token of other.org sees only other.org's plans.
         let app =
-            plan_http::app(&Backends::embedded(WritePolicy::default()).with_index(world.index.clone()).with_auth(test_auth(Some("hd"))));
+            plan_wiring::app(&Backends::embedded(WritePolicy::default()).with_index(world.index.clone()).with_auth(test_auth(Some("hd"))));
         let bearer = format!("Bearer {}", plan_e2e::app::token("plans:read", Some("other.org")));
         let call = |uri: String, body: Option<Value>| {
             let (app, bearer) = (app.clone(), bearer.clone());

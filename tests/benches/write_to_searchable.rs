@@ -16,9 +16,9 @@ use plan_e2e::app::{TestApp, header, spawn_app, test_auth};
 use plan_e2e::{plan_service, redis_config, tag, unique_plan};
 use plan_events::indexer::{Indexer, MemoryDeadLetters};
 use plan_events::{KafkaAuth, KafkaConfig, KafkaPublisher, Offsets, run_poller};
-use plan_http::Backends;
 use plan_index::{EmbeddedIndex, PlanIndex};
 use plan_store::{EmbeddedStore, RedisStore};
+use plan_wiring::Backends;
 use serde_json::json;
 
 const WRITES: usize = 300;

@@ -7,10 +7,11 @@ use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
 use plan::WritePolicy;
+use plan_http::Authenticator;
 use plan_http::auth::{ClaimRules, Grant, LocalIssuer};
-use plan_http::backends::Store;
-use plan_http::{Authenticator, Backends};
 use plan_store::EmbeddedStore;
+use plan_wiring::Backends;
+use plan_wiring::backends::Store;
 
 use crate::RecordingPublisher;
 use reqwest::{Method, RequestBuilder, Response};
@@ -70,7 +71,7 @@ pub fn test_auth(org_claim: Option<&str>) -> Authenticator {
 pub async fn spawn_app(backends: Backends) -> TestApp {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind a free port");
     let address = listener.local_addr().expect("local address");
-    let app = plan_http::app(&backends);
+    let app = plan_wiring::app(&backends);
     let server = tokio::spawn(plan_local::server::serve(listener, app, Duration::from_secs(10), std::future::pending()));
     let client = reqwest::Client::builder().pool_max_idle_per_host(64).build().expect("HTTP client");
     TestApp { address, client, token: Some(full_token()), server }

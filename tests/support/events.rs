@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use plan::{Caller, Representation, Tenant};
-use plan_http::Backends;
+use plan_wiring::Backends;
 use serde_json::Value;
 
 use crate::sam::workspace_root;

@@ -42,7 +42,7 @@ pub fn unique_prefix() -> String {
 }
 
 pub fn redis_config(urls: Vec<String>, cluster: bool) -> RedisConfig {
-    RedisConfig { urls, cluster, key_prefix: unique_prefix(), op_timeout: Duration::from_millis(1500), ca_pem: None }
+    RedisConfig { urls, cluster, key_prefix: unique_prefix(), op_timeout: Duration::from_millis(1500), ca_pem: None, auth_secret_arn: None }
 }
 
 /// A store on the standalone Redis of the test script, with its own key prefix.

@@ -1,7 +1,9 @@
-//! Lambda function for `GET /v1/openapi.json`, `GET /docs` and `GET /docs/{asset}` (public): the
-//! OpenAPI document and the Swagger UI page, embedded in this one binary.
+//! Lambda function for `GET /v1/openapi.json, GET /docs and GET /docs/{asset}`: no backend, and this endpoint alone.
+
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run_function("api-docs").await
+async fn main() -> Result<(), Error> {
+    let start = ColdStart::begin("api-docs").await?;
+    start.serve(start.api()?.docs()).await
 }

@@ -1,8 +1,10 @@
-//! Lambda function for `POST /v1/plan`.
+//! Lambda function for `POST /v1/plan`: the store and the change publisher, and this endpoint alone.
 
-use plan_http::Endpoint;
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run(Endpoint::CreatePlan).await
+async fn main() -> Result<(), Error> {
+    let mut start = ColdStart::begin("create-plan").await?;
+    let writes = start.writes().await?;
+    start.serve(start.api()?.create_plan(writes)).await
 }

@@ -1,8 +1,10 @@
-//! Lambda function for `GET /v1/plan/es_data`.
+//! Lambda function for `GET /v1/plan/es_data`: the search index, and this endpoint alone.
 
-use plan_http::Endpoint;
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run(Endpoint::GetIndexData).await
+async fn main() -> Result<(), Error> {
+    let start = ColdStart::begin("get-index-data").await?;
+    let index = start.index_reads()?;
+    start.serve(start.api()?.index_data(index)).await
 }

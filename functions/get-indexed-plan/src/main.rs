@@ -1,8 +1,10 @@
-//! Lambda function for `GET /v1/plan/es_plan/{planId}`.
+//! Lambda function for `GET /v1/plan/es_plan/{planId}`: the search index, and this endpoint alone.
 
-use plan_http::Endpoint;
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run(Endpoint::GetIndexedPlan).await
+async fn main() -> Result<(), Error> {
+    let start = ColdStart::begin("get-indexed-plan").await?;
+    let index = start.index_reads()?;
+    start.serve(start.api()?.indexed_plan(index)).await
 }

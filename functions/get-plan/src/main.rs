@@ -1,8 +1,10 @@
-//! Lambda function for `GET /v1/plan/{id}`.
+//! Lambda function for `GET /v1/plan/{id}`: the store, and this endpoint alone.
 
-use plan_http::Endpoint;
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run(Endpoint::GetPlan).await
+async fn main() -> Result<(), Error> {
+    let mut start = ColdStart::begin("get-plan").await?;
+    let reads = start.reads().await?;
+    start.serve(start.api()?.get_plan(reads)).await
 }

@@ -1,8 +1,9 @@
-//! Lambda function for `GET /v1/schema/plan`.
+//! Lambda function for `GET /v1/schema/plan`: no backend, and this endpoint alone.
 
-use plan_http::Endpoint;
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run(Endpoint::GetSchema).await
+async fn main() -> Result<(), Error> {
+    let start = ColdStart::begin("get-schema").await?;
+    start.serve(start.api()?.schema()).await
 }

@@ -1,8 +1,10 @@
-//! Lambda function for `GET /v1/health`.
+//! Lambda function for `GET /v1/health`: a probe of each backend, and this endpoint alone.
 
-use plan_http::Endpoint;
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run(Endpoint::Health).await
+async fn main() -> Result<(), Error> {
+    let mut start = ColdStart::begin("health").await?;
+    let probes = start.probes().await?;
+    start.serve(start.api()?.health(probes)).await
 }

@@ -1,8 +1,10 @@
-//! Lambda function for `GET /v1/plan`.
+//! Lambda function for `GET /v1/plan`: the store, and this endpoint alone.
 
-use plan_http::Endpoint;
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run(Endpoint::ListPlans).await
+async fn main() -> Result<(), Error> {
+    let mut start = ColdStart::begin("list-plans").await?;
+    let reads = start.reads().await?;
+    start.serve(start.api()?.list_plans(reads)).await
 }

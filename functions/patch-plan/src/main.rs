@@ -1,8 +1,10 @@
-//! Lambda function for `PATCH /v1/plan/{id}`.
+//! Lambda function for `PATCH /v1/plan/{id}`: the store and the change publisher, and this endpoint alone.
 
-use plan_http::Endpoint;
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run(Endpoint::PatchPlan).await
+async fn main() -> Result<(), Error> {
+    let mut start = ColdStart::begin("patch-plan").await?;
+    let writes = start.writes().await?;
+    start.serve(start.api()?.patch_plan(writes)).await
 }

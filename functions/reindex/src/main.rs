@@ -1,7 +1,6 @@
-//! Lambda function for the reindex job: the scheduled sweep of unpublished changes, and a full
-//! rebuild or a drift check on demand (`{"action": "rebuild"}`, `{"action": "drift"}`).
+//! Lambda function for the reindex jobs: the scheduled sweep, and rebuild, drift check or topic setup on demand.
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run_reindex().await
+async fn main() -> Result<(), plan_wiring::lambda::Error> {
+    plan_wiring::lambda::run_reindex().await
 }

@@ -1,8 +1,10 @@
-//! Lambda function for `GET /v1/search`.
+//! Lambda function for `GET /v1/search`: the search index, and this endpoint alone.
 
-use plan_http::Endpoint;
+use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]
-async fn main() -> Result<(), lambda_http::Error> {
-    plan_http::lambda::run(Endpoint::SearchPlansByQuery).await
+async fn main() -> Result<(), Error> {
+    let start = ColdStart::begin("search-plans-query").await?;
+    let index = start.index_reads()?;
+    start.serve(start.api()?.search_plans_by_query(index)).await
 }

@@ -18,7 +18,6 @@ use plan_index::{ChangeOutcome, IndexChange, PlanIndex};
 use serde_json::json;
 
 use crate::batch::{BatchError, BatchHandler, DeliveredRecord, delivered_records};
-use crate::kafka::KafkaPublisher;
 
 /// Attempts at the index before the batch is handed back for redelivery.
 const INDEX_ATTEMPTS: u32 = 3;
@@ -65,21 +64,6 @@ pub trait DeadLetters: Send + Sync {
     /// Makes the destination exist before the first letter (the topic is created at start).
     async fn prepare(&self) -> Result<(), PublishError> {
         Ok(())
-    }
-}
-
-/// The dead-letter topic (`KAFKA_DLQ_TOPIC`), keyed like the source record.
-pub struct KafkaDeadLetters(pub KafkaPublisher);
-
-#[async_trait]
-impl DeadLetters for KafkaDeadLetters {
-    async fn send(&self, letter: &DeadLetter) -> Result<(), PublishError> {
-        let key = letter.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
-        self.0.produce(&key, letter.to_json(), Default::default()).await.map(drop)
-    }
-
-    async fn prepare(&self) -> Result<(), PublishError> {
-        self.0.ensure_topic().await.map(drop)
     }
 }
 

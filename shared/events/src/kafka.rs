@@ -14,57 +14,9 @@ use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use tokio::sync::Mutex;
 
+use crate::config::{KafkaAuth, KafkaConfig, TopicCreation};
+use crate::indexer::{DeadLetter, DeadLetters};
 use crate::murmur2::partition_for;
-
-/// Where and how to produce.
-#[derive(Debug, Clone)]
-pub struct KafkaConfig {
-    /// `host:port` of the bootstrap brokers.
-    pub bootstrap_servers: Vec<String>,
-    pub topic: String,
-    /// TLS to the brokers (MSK's 9094 / 9098 listeners).
-    pub tls: bool,
-    /// Upper bound for one publish, connection included.
-    pub timeout: Duration,
-    /// Partitions for the topic when this client has to create it.
-    pub create_partitions: i32,
-    /// Whether a missing topic is created, and how.
-    pub topic_creation: TopicCreation,
-    /// How the brokers authenticate this client.
-    pub auth: KafkaAuth,
-}
-
-/// What a producer does when its topic does not exist.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TopicCreation {
-    /// Fail: the topic must have been created, with its durability settings, beforehand (the
-    /// deployed default; the API stack's topic setup creates both topics).
-    Never,
-    /// Create it with this replication factor (local brokers: 1).
-    WithReplicationFactor(i16),
-}
-
-/// A password that never shows in Debug output or logs.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(pub String);
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("<redacted>")
-    }
-}
-
-/// Broker authentication (`KAFKA_AUTH`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum KafkaAuth {
-    /// None (local brokers, or MSK's plaintext and unauthenticated TLS listeners).
-    None,
-    /// Amazon MSK IAM: SASL OAUTHBEARER with tokens signed by the function's role for `region`.
-    /// Needs the `aws` feature.
-    MskIam { region: String },
-    /// SASL/SCRAM-SHA-512 (MSK's 9096 listener; the credentials of an `AmazonMSK_` secret).
-    ScramSha512 { username: String, password: Secret },
-}
 
 /// A producer with durable acknowledgement (rskafka always asks for acks = all), connected on
 /// first use so that a cold start never waits for the brokers. After a failed produce the
@@ -264,4 +216,19 @@ pub async fn connect(config: &KafkaConfig) -> Result<Arc<Client>, rskafka::clien
 fn tls_config() -> rustls::ClientConfig {
     let roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth()
+}
+
+/// The dead-letter topic (`KAFKA_DLQ_TOPIC`), keyed like the source record.
+pub struct KafkaDeadLetters(pub KafkaPublisher);
+
+#[async_trait]
+impl DeadLetters for KafkaDeadLetters {
+    async fn send(&self, letter: &DeadLetter) -> Result<(), PublishError> {
+        let key = letter.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default().into_owned();
+        self.0.produce(&key, letter.to_json(), Default::default()).await.map(drop)
+    }
+
+    async fn prepare(&self) -> Result<(), PublishError> {
+        self.0.ensure_topic().await.map(drop)
+    }
 }

@@ -5,16 +5,21 @@
 pub mod aws;
 pub mod batch;
 pub mod bus;
+pub mod config;
 pub mod indexer;
+#[cfg(feature = "kafka")]
 pub mod kafka;
-#[cfg(feature = "aws")]
+#[cfg(all(feature = "aws", feature = "kafka"))]
 pub mod msk;
 mod murmur2;
+#[cfg(feature = "kafka")]
 pub mod poller;
-pub mod reindex;
 
 pub use batch::{BatchError, BatchHandler, ConsumedRecord, DeliveredRecord, delivered_records, msk_event};
 pub use bus::InProcessBus;
-pub use kafka::{KafkaAuth, KafkaConfig, KafkaPublisher, Secret, TopicCreation};
+pub use config::{EventSettings, KafkaAuth, KafkaConfig, Secret, TopicCreation};
+#[cfg(feature = "kafka")]
+pub use kafka::{KafkaDeadLetters, KafkaPublisher};
 pub use murmur2::partition_for;
+#[cfg(feature = "kafka")]
 pub use poller::{Offsets, run_poller};

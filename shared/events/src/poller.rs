@@ -13,7 +13,8 @@ use rskafka::client::error::ProtocolError;
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};
 
 use crate::batch::{BatchHandler, ConsumedRecord, msk_event};
-use crate::kafka::{KafkaConfig, connect};
+use crate::config::KafkaConfig;
+use crate::kafka::connect;
 
 /// Bytes fetched per request, at most.
 const MAX_FETCH_BYTES: i32 = 1024 * 1024;

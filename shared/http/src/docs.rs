@@ -9,10 +9,9 @@
 //! A cargo feature alone cannot keep them out of the other functions: `sam build` (like any build
 //! of the whole workspace) resolves features once for every member, so plan-http's `api-docs`
 //! feature, on for api-docs and plan-local, is on for every function. So the routes are reached
-//! only through [`ROUTES`], which [`crate::router`] and [`crate::app`] pass down and the single-
-//! endpoint runtime of the other functions (`lambda::run`) never names: nothing those functions
-//! can reach refers to the files, and the release build's link-time optimisation drops them. The
-//! feature still leaves the files out of builds that select only other crates.
+//! only through [`crate::Api::docs`], which no other function's `main` names: nothing those
+//! functions can reach refers to the files, and the linker drops them. The feature still leaves
+//! the files out of builds that select only other crates.
 
 use axum::response::IntoResponse;
 #[cfg(feature = "api-docs")]
@@ -22,14 +21,17 @@ use axum::routing::{MethodFilter, MethodRouter, on};
 use crate::problem::Problem;
 use crate::routes::Endpoint;
 
-/// Builds the route of one documentation endpoint.
-pub type DocsRoute = fn(Endpoint, MethodFilter) -> MethodRouter;
-
-/// The documentation routes of this build: `None` without the `api-docs` feature.
-#[cfg(feature = "api-docs")]
-pub const ROUTES: Option<DocsRoute> = Some(enabled::route);
-#[cfg(not(feature = "api-docs"))]
-pub const ROUTES: Option<DocsRoute> = None;
+/// The route of one documentation endpoint: the document, the page or its files, or a 404 in a
+/// build without the `api-docs` feature.
+pub fn route(endpoint: Endpoint, filter: MethodFilter) -> MethodRouter {
+    #[cfg(feature = "api-docs")]
+    return enabled::route(endpoint, filter);
+    #[cfg(not(feature = "api-docs"))]
+    {
+        let _ = endpoint;
+        absent(filter)
+    }
+}
 
 /// What a documentation route answers where the documentation is not served: 404, like a route
 /// that does not exist (no function but api-docs ever receives these paths).

@@ -6,7 +6,12 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::problem::Problem;
+use axum::extract::State;
+use axum::routing::MethodRouter;
+use plan::Tenant;
+
+use crate::auth::{AuthError, Authenticator, Scope};
+use crate::problem::{ApiError, Problem};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -113,4 +118,36 @@ pub async fn request_limits(request: Request, next: Next) -> Response {
             .into_response();
     }
     next.run(request).await
+}
+
+/// The authentication guard of one route.
+#[derive(Clone)]
+struct Guard {
+    auth: Authenticator,
+    scope: Scope,
+}
+
+/// `route` answers only callers that `auth` lets through with `scope`; they reach the handler with
+/// their [`Tenant`] (and [`Principal`]) in the request extensions.
+pub fn protect(route: MethodRouter, auth: &Authenticator, scope: Scope) -> MethodRouter {
+    route.route_layer(axum::middleware::from_fn_with_state(Guard { auth: auth.clone(), scope }, require))
+}
+
+async fn require(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
+    match guard.auth.authorize(request.headers(), request.extensions(), guard.scope).await {
+        Ok(principal) => {
+            let tenant: Tenant = principal.tenant.clone();
+            request.extensions_mut().insert(tenant);
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(error) => {
+            metrics::counter!(plan::metrics::AUTH_REFUSALS.name, "reason" => error.reason()).increment(1);
+            match &error {
+                AuthError::KeysUnavailable => tracing::warn!(%error, "request refused"),
+                _ => tracing::info!(%error, "request refused"),
+            }
+            ApiError::Auth(error).into_response()
+        }
+    }
 }

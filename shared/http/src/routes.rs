@@ -9,15 +9,15 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{MethodFilter, on};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use futures_util::future::join_all;
 use plan::store::Probe;
 use plan::{ETag, ListPage, PlanReads, PlanWrites, Read, Representation};
+use plan_index::IndexReads;
 use serde_json::json;
 use serde_json::value::RawValue;
 
-use crate::auth::{self, Scope};
-use crate::backends::Backends;
+use crate::auth::{Authenticator, Scope};
 use crate::extract::{CallerContext, Conditions, JsonBody, ListParams, PatchBody, PathId};
 use crate::problem::ApiError;
 use crate::search;
@@ -140,35 +140,112 @@ impl Endpoint {
             Self::Health | Self::GetSchema | Self::GetOpenApi | Self::DocsPage | Self::DocsAsset => None,
         }
     }
+}
 
-    /// This endpoint alone, with only the backends it needs, behind authentication unless public.
-    /// The documentation endpoints are served by `docs` (`crate::docs::ROUTES`), or not at all.
-    pub fn route(self, backends: &Backends, docs: Option<crate::docs::DocsRoute>) -> Router {
-        let filter = MethodFilter::try_from(self.method()).unwrap_or(MethodFilter::GET);
-        let path = self.path();
-        let route = match self {
-            Self::CreatePlan => on(filter, create_plan).with_state(backends.writes()),
-            Self::ListPlans => on(filter, list_plans).with_state(backends.reads()),
-            Self::GetPlan => on(filter, get_plan).with_state(backends.reads()),
-            Self::PutPlan => on(filter, put_plan).with_state(backends.writes()),
-            Self::PatchPlan => on(filter, patch_plan).with_state(backends.writes()),
-            Self::DeletePlan => on(filter, delete_plan).with_state(backends.writes()),
-            Self::Health => on(filter, health).with_state(Arc::new(backends.probes())),
-            Self::GetSchema => on(filter, get_schema),
-            Self::SearchPlans => on(filter, search::search_by_body).with_state(backends.index_reads()),
-            Self::SearchPlansByQuery => on(filter, search::search_by_params).with_state(backends.index_reads()),
-            Self::GetIndexedPlan => on(filter, search::indexed_plan).with_state(backends.index_reads()),
-            Self::GetIndexData => on(filter, search::index_data).with_state(backends.index_reads()),
-            Self::GetOpenApi | Self::DocsPage | Self::DocsAsset => match docs {
-                Some(docs) => docs(self, filter),
-                None => crate::docs::absent(filter),
-            },
-        };
-        let route = match self.scope() {
-            Some(scope) => auth::protect(route, backends.auth(), scope),
+/// The routes a process serves, each added with exactly what its handler calls: a Lambda
+/// function's `main` names its own endpoint's method and so links only that handler and its use
+/// case (a read function no validator or Kafka producer, a search function no store); the local
+/// server adds every endpoint. Protected endpoints go behind the authenticator with their scope.
+#[derive(Clone)]
+pub struct Api {
+    routes: Router,
+    auth: Authenticator,
+}
+
+impl Api {
+    /// No route yet; protected routes will be authenticated by `auth`.
+    pub fn new(auth: Authenticator) -> Self {
+        Self { routes: Router::new(), auth }
+    }
+
+    pub fn create_plan(self, writes: PlanWrites) -> Self {
+        self.add(Endpoint::CreatePlan, |filter| on(filter, create_plan).with_state(writes))
+    }
+
+    pub fn list_plans(self, reads: PlanReads) -> Self {
+        self.add(Endpoint::ListPlans, |filter| on(filter, list_plans).with_state(reads))
+    }
+
+    pub fn get_plan(self, reads: PlanReads) -> Self {
+        self.add(Endpoint::GetPlan, |filter| on(filter, get_plan).with_state(reads))
+    }
+
+    pub fn put_plan(self, writes: PlanWrites) -> Self {
+        self.add(Endpoint::PutPlan, |filter| on(filter, put_plan).with_state(writes))
+    }
+
+    pub fn patch_plan(self, writes: PlanWrites) -> Self {
+        self.add(Endpoint::PatchPlan, |filter| on(filter, patch_plan).with_state(writes))
+    }
+
+    pub fn delete_plan(self, writes: PlanWrites) -> Self {
+        self.add(Endpoint::DeletePlan, |filter| on(filter, delete_plan).with_state(writes))
+    }
+
+    /// `GET /v1/health`: every probe pinged at once.
+    pub fn health(self, probes: Vec<Arc<dyn Probe>>) -> Self {
+        let probes = Arc::new(probes);
+        self.add(Endpoint::Health, |filter| on(filter, health).with_state(probes))
+    }
+
+    pub fn schema(self) -> Self {
+        self.add(Endpoint::GetSchema, |filter| on(filter, get_schema))
+    }
+
+    pub fn search_plans(self, index: IndexReads) -> Self {
+        self.add(Endpoint::SearchPlans, |filter| on(filter, search::search_by_body).with_state(index))
+    }
+
+    pub fn search_plans_by_query(self, index: IndexReads) -> Self {
+        self.add(Endpoint::SearchPlansByQuery, |filter| on(filter, search::search_by_params).with_state(index))
+    }
+
+    pub fn indexed_plan(self, index: IndexReads) -> Self {
+        self.add(Endpoint::GetIndexedPlan, |filter| on(filter, search::indexed_plan).with_state(index))
+    }
+
+    pub fn index_data(self, index: IndexReads) -> Self {
+        self.add(Endpoint::GetIndexData, |filter| on(filter, search::index_data).with_state(index))
+    }
+
+    /// The OpenAPI document, the Swagger UI page and its files (`crate::docs`); in a build
+    /// without the `api-docs` feature, 404s on those paths.
+    pub fn docs(self) -> Self {
+        [Endpoint::GetOpenApi, Endpoint::DocsPage, Endpoint::DocsAsset]
+            .into_iter()
+            .fold(self, |api, endpoint| api.add(endpoint, |filter| crate::docs::route(endpoint, filter)))
+    }
+
+    /// The authenticator's public keys on [`crate::JWKS_PATH`], when it is its own issuer (the
+    /// local server), so that other processes can verify its tokens.
+    pub fn jwks(mut self) -> Self {
+        if let Some(jwks) = self.auth.published_jwks() {
+            let body = axum::body::Bytes::from(serde_json::to_vec(jwks).unwrap_or_default());
+            let route = axum::routing::get(move || {
+                let body = body.clone();
+                async move { ([(header::CONTENT_TYPE, "application/jwk-set+json"), (header::CACHE_CONTROL, "public, max-age=300")], body) }
+            });
+            self.routes = self.routes.route(crate::JWKS_PATH, route);
+        }
+        self
+    }
+
+    /// The routes with the edge's layers: the API's 404/405 problems, request ids, limits,
+    /// metrics and the panic guard.
+    pub fn into_router(self) -> Router {
+        crate::with_edge_layers(self.routes)
+    }
+
+    /// `endpoint` on its path and method, behind authentication unless it is public.
+    fn add(mut self, endpoint: Endpoint, route: impl FnOnce(MethodFilter) -> MethodRouter) -> Self {
+        let filter = MethodFilter::try_from(endpoint.method()).unwrap_or(MethodFilter::GET);
+        let route = route(filter);
+        let route = match endpoint.scope() {
+            Some(scope) => crate::middleware::protect(route, &self.auth, scope),
             None => route,
         };
-        Router::new().route(path, route)
+        self.routes = self.routes.merge(Router::new().route(endpoint.path(), route));
+        self
     }
 }
 

@@ -4,7 +4,7 @@
 //! - [`port`]: the [`PlanIndex`] port the indexer, the reindex job and the search functions use;
 //! - [`query`]: the typed search request, parsed and validated;
 //! - [`EmbeddedIndex`] (in memory) and [`OpenSearchIndex`] (OpenSearch 2 / Elasticsearch 8 over
-//!   HTTP) implement the port and pass one contract suite (`tests/index_contract.rs`);
+//!   HTTP, feature `opensearch`) implement the port and pass one contract suite (`tests/index_contract.rs`);
 //! - [`reads`]: the read use cases the search endpoints call.
 
 pub mod analysis;
@@ -20,7 +20,9 @@ pub mod reads;
 pub use embedded::EmbeddedIndex;
 pub use error::{IndexError, IndexErrorKind};
 pub use metered::MeteredIndex;
-pub use opensearch::{OpenSearchConfig, OpenSearchIndex};
+pub use opensearch::OpenSearchConfig;
+#[cfg(feature = "opensearch")]
+pub use opensearch::OpenSearchIndex;
 pub use port::{ChangeOutcome, IndexChange, IndexedDocument, IndexedPlan, ParentRelation, PlanIndex, RebuildTarget, SearchHit, SearchPage};
 pub use query::SearchQuery;
 pub use reads::{IndexReadError, IndexReads};

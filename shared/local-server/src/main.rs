@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use plan_events::{Offsets, run_poller};
+use plan_http::auth::config::AuthConfig;
 use plan_http::auth::{Grant, LocalIssuer};
-use plan_http::config::AuthConfig;
-use plan_http::{Backends, Config, Deployment};
+use plan_wiring::reindex::{self as jobs, ReindexJob, ReindexReport};
+use plan_wiring::{Backends, Config, Deployment};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -139,7 +140,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let config = Config::from_env(Deployment::Local)?;
     // Before the backends, so that everything they record is kept.
     let metrics = plan_local::exporter::install()?;
-    let backends = Backends::from_config(&config, Deployment::Local)?;
+    let backends = Backends::from_config(&config)?;
     let mut background = Vec::new();
     // A second server on the machine (a test run, another checkout) holds the default port: the
     // API still starts, without its scrape endpoint, and says so.
@@ -153,7 +154,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
         },
         None => tracing::info!("no Prometheus endpoint (METRICS_ADDR=off)"),
     }
-    if let Some(kafka) = &config.kafka {
+    if let Some(kafka) = &config.events.kafka {
         // Plays the MSK event source mapping: the topic into the same indexer the Lambda runs.
         let indexer = backends.indexer();
         // The dead-letter topic is created at start, so it exists before the first poison record.
@@ -164,7 +165,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     let listener = TcpListener::bind((config.host, config.port)).await?;
     let address = listener.local_addr()?;
     let store = if config.redis.is_some() { "Redis" } else { "embedded in-memory store" };
-    let events = if config.kafka.is_some() { "Kafka with the local poller" } else { "in-process event bus" };
+    let events = if config.events.kafka.is_some() { "Kafka with the local poller" } else { "in-process event bus" };
     let index = if config.opensearch.is_some() { "OpenSearch" } else { "embedded search index" };
     tracing::info!("plan API on http://{address} ({store}, {events}, {index}); try GET /v1/health");
     let auth = backends.auth();
@@ -175,7 +176,7 @@ async fn serve() -> Result<(), Box<dyn std::error::Error>> {
     if auth.published_jwks().is_some() {
         tracing::info!("its JWKS: http://{address}{}; mint a token with `plan-local token --help`", plan_http::JWKS_PATH);
     }
-    plan_local::server::serve(listener, plan_http::app(&backends), config.header_timeout, shutdown_signal()).await;
+    plan_local::server::serve(listener, plan_wiring::app(&backends), config.header_timeout, shutdown_signal()).await;
     background.iter().for_each(tokio::task::JoinHandle::abort);
     tracing::info!("{}", plan_local::exporter::Summary::from_text(&metrics.render()));
     tracing::info!("stopped");
@@ -186,8 +187,10 @@ async fn sweep_periodically(backends: Backends) {
     let mut tick = tokio::time::interval(SWEEP_EVERY);
     loop {
         tick.tick().await;
-        match plan_http::lambda::reindex(&backends, plan_http::lambda::ReindexJob::Sweep, &|_| {}).await {
-            Ok(report) if report["republished"].as_u64() > Some(0) => tracing::info!(%report, "sweep republished unpublished changes"),
+        match jobs::run(&backends.reindex_parts(), ReindexJob::Sweep, &|_| {}).await {
+            Ok(report @ ReindexReport::Sweep { republished: 1.., .. }) => {
+                tracing::info!(report = %report.to_json(), "sweep republished unpublished changes");
+            }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "sweep stopped; the rest stays marked for the next one"),
         }
@@ -204,10 +207,10 @@ fn token(args: &TokenArgs) -> Result<String, String> {
     let (issuer, _) =
         LocalIssuer::load_or_create(&local.key_dir, &local.issuer, &local.audience, local.algorithm).map_err(|e| e.to_string())?;
     let org = args.org.as_ref().map(|org| {
-        if config.org_claim.is_none() {
+        if config.claims.org_claim.is_none() {
             eprintln!("note: ORG_CLAIM is unset, so the server does not isolate organisations; the org goes in the 'hd' claim");
         }
-        (config.org_claim.clone().unwrap_or_else(|| "hd".to_owned()), org.clone())
+        (config.claims.org_claim.clone().unwrap_or_else(|| "hd".to_owned()), org.clone())
     });
     let grant = Grant { subject: args.sub.clone(), scopes: args.scope.split_whitespace().map(str::to_owned).collect(), org, ttl: args.ttl };
     issuer.mint(&grant).map_err(|e| e.to_string())

@@ -9,8 +9,8 @@
 //! not run or stopped (configuration, an unreachable backend, the broker down during a sweep).
 
 use indicatif::{ProgressBar, ProgressStyle};
-use plan_http::lambda::{ReindexJob, reindex};
-use plan_http::{Backends, Config, Deployment};
+use plan_wiring::reindex::{self, ReindexJob, ReindexReport};
+use plan_wiring::{Backends, Config, Deployment};
 
 /// A job of the reindex function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -50,7 +50,7 @@ pub async fn run(job: Job) -> Result<Outcome, Box<dyn std::error::Error>> {
         return Err("reindex walks the store: set REDIS_URL (the embedded store lives inside the running server)".into());
     }
     match job {
-        Job::Sweep if config.kafka.is_none() => return Err("sweep publishes to Kafka: set KAFKA_BOOTSTRAP_SERVERS".into()),
+        Job::Sweep if config.events.kafka.is_none() => return Err("sweep publishes to Kafka: set KAFKA_BOOTSTRAP_SERVERS".into()),
         Job::Rebuild | Job::Drift if config.opensearch.is_none() => {
             return Err(
                 "rebuild and drift work on the index service: set OPENSEARCH_URL (the embedded index lives inside the running server)"
@@ -59,52 +59,37 @@ pub async fn run(job: Job) -> Result<Outcome, Box<dyn std::error::Error>> {
         }
         _ => {}
     }
-    let backends = Backends::from_config(&config, Deployment::Local)?;
+    let backends = Backends::from_config(&config)?;
     let bar = ProgressBar::new_spinner();
     bar.set_style(ProgressStyle::with_template("{spinner} {elapsed_precise} {msg}").unwrap_or_else(|_| ProgressStyle::default_spinner()));
     bar.enable_steady_tick(std::time::Duration::from_millis(100));
     let progress = |done: usize| bar.set_message(format!("{done} plans"));
-    let report = reindex(&backends, job.into(), &progress).await.map_err(|error| -> Box<dyn std::error::Error> { error })?;
+    let report =
+        reindex::run(&backends.reindex_parts(), job.into(), &progress).await.map_err(|error| -> Box<dyn std::error::Error> { error })?;
     bar.finish_and_clear();
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(outcome(&report))
 }
 
-fn outcome(report: &serde_json::Value) -> Outcome {
-    let count = |field: &str| report[field].as_array().map_or(0, Vec::len);
-    let shared = report["repairs"]
-        .as_array()
-        .map_or(0, |repairs| repairs.iter().filter(|r| r.as_str().is_some_and(|r| r.contains("listed by both"))).count());
-    let mut problems = Vec::new();
-    if count("differences") > 0 {
-        problems.push(format!("{} plan(s) differ between store and index", count("differences")));
-    }
-    if let Some(failed) = report["failed"].as_u64().filter(|n| *n > 0) {
-        problems.push(format!("{failed} change(s) could not be published"));
-    }
-    if shared > 0 {
-        problems.push(format!("{shared} objectId(s) listed by two plans"));
-    }
+fn outcome(report: &ReindexReport) -> Outcome {
+    let problems = report.problems();
     if problems.is_empty() { Outcome::Clean } else { Outcome::Problems(problems.join("; ")) }
 }
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
 
     #[test]
     fn reports_map_to_outcomes() {
-        assert_eq!(outcome(&json!({"job": "drift", "plansChecked": 3, "differences": [], "repairs": []})), Outcome::Clean);
+        let drift = |differences: Vec<String>| ReindexReport::Drift { plans_checked: 3, differences, repairs: Vec::new() };
+        assert_eq!(outcome(&drift(Vec::new())), Outcome::Clean);
         assert_eq!(
-            outcome(&json!({"job": "drift", "differences": ["p: missing from the index"], "repairs": []})),
+            outcome(&drift(vec!["p: missing from the index".to_owned()])),
             Outcome::Problems("1 plan(s) differ between store and index".to_owned())
         );
-        assert_eq!(
-            outcome(&json!({"job": "sweep", "republished": 9, "failed": 1, "failures": [{}]})),
-            Outcome::Problems("1 change(s) could not be published".to_owned())
-        );
-        assert_eq!(outcome(&json!({"job": "sweep", "republished": 9, "failed": 0, "failures": []})), Outcome::Clean);
+        let sweep = |failed| ReindexReport::Sweep { walked: 10, republished: 9, repaired: 0, failed, failures: Vec::new() };
+        assert_eq!(outcome(&sweep(1)), Outcome::Problems("1 change(s) could not be published".to_owned()));
+        assert_eq!(outcome(&sweep(0)), Outcome::Clean);
     }
 }

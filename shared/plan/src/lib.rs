@@ -1,6 +1,7 @@
 //! The healthcare-plan domain. No HTTP, AWS, Redis or Kafka types: adapters implement the ports
 //! in [`store`], the HTTP edge calls the use cases in [`service`].
 
+pub mod env;
 pub mod error;
 pub mod etag;
 pub mod events;

@@ -61,6 +61,8 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::OnceCell;
 
+use crate::config::RedisConfig;
+
 /// The lease L: a pending claim younger than this is never taken over by another plan.
 const CLAIM_LEASE: Duration = Duration::from_secs(30);
 /// The commit window W: a commit refuses claims older than this. Far above any write's own
@@ -68,35 +70,6 @@ const CLAIM_LEASE: Duration = Duration::from_secs(30);
 const COMMIT_WINDOW: Duration = Duration::from_secs(10);
 /// Claim-and-commit rounds before a write whose claims keep expiring gives up.
 const CLAIM_ATTEMPTS: u32 = 3;
-
-/// Connection settings, from the environment via the HTTP crate's config.
-#[derive(Clone)]
-pub struct RedisConfig {
-    /// One `redis://` or `rediss://` URL, or several for a cluster's seed nodes.
-    pub urls: Vec<String>,
-    /// Cluster mode (ElastiCache cluster mode enabled); implied by more than one URL.
-    pub cluster: bool,
-    /// Prefix of every key, so several deployments or test runs can share one Redis.
-    pub key_prefix: String,
-    /// Upper bound for one store operation, reconnects included.
-    pub op_timeout: Duration,
-    /// PEM of the CA that signed the server's certificate, for `rediss://` with a private CA
-    /// (ElastiCache's certificates chain to public roots and need none).
-    pub ca_pem: Option<Vec<u8>>,
-}
-
-impl std::fmt::Debug for RedisConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // URLs may carry a password: never print them.
-        f.debug_struct("RedisConfig")
-            .field("urls", &format_args!("[{} redacted]", self.urls.len()))
-            .field("cluster", &self.cluster)
-            .field("key_prefix", &self.key_prefix)
-            .field("op_timeout", &self.op_timeout)
-            .field("ca_pem", &self.ca_pem.as_ref().map(|_| "set"))
-            .finish()
-    }
-}
 
 pub struct RedisStore {
     conn: Connection,

@@ -1,7 +1,7 @@
 //! Who is calling and what they may do, decided before any handler runs.
 //!
 //! Every route except health and schema declares the scope it needs ([`crate::Endpoint::scope`]);
-//! [`protect`] puts the [`Authenticator`] in front of it. The authenticator gets verified claims in
+//! the guard (`crate::middleware::protect`) puts the [`Authenticator`] in front of it. The authenticator gets verified claims in
 //! one of two ways: it verifies the bearer JWT itself ([`JwtVerifier`]: local server, or a function
 //! with `VERIFY_JWT_IN_FUNCTION=true`), or it reads the claims that API Gateway's JWT authorizer
 //! verified (the default on Lambda). Either way the same rules follow: the scope, then the
@@ -9,6 +9,7 @@
 //! read, write, listing (and later search) to that tenant, through `CallerContext`.
 
 mod claims;
+pub mod config;
 mod crypto;
 #[cfg(feature = "local-issuer")]
 pub mod issuer;
@@ -20,13 +21,8 @@ use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
 use axum::http::{Extensions, HeaderMap, header};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
-use axum::routing::MethodRouter;
 use jsonwebtoken::jwk::JwkSet;
-use plan::Tenant;
 
 pub use claims::Principal;
 #[cfg(feature = "local-issuer")]
@@ -34,8 +30,7 @@ pub use issuer::{Grant, IssuerError, KeyOrigin, LocalIssuer};
 pub use jwks::{JwksCache, JwksSource, JwksTiming};
 pub use verify::{CLOCK_SKEW_SECONDS, JwtRules, JwtVerifier};
 
-use crate::config::{AuthConfig, JwksLocation};
-use crate::problem::ApiError;
+use self::config::{AuthConfig, JwksLocation};
 
 /// What a route lets a caller do. Reads (and searches) need `plans:read`, writes `plans:write`;
 /// neither implies the other.
@@ -401,37 +396,6 @@ fn authorizer_claims(extensions: &Extensions) -> Option<(&HashMap<String, String
         }
         #[allow(unreachable_patterns)]
         _ => None,
-    }
-}
-
-#[derive(Clone)]
-struct Guard {
-    auth: Authenticator,
-    scope: Scope,
-}
-
-/// `route` answers only callers that `auth` lets through with `scope`; they reach the handler with
-/// their [`Tenant`] (and [`Principal`]) in the request extensions.
-pub fn protect(route: MethodRouter, auth: &Authenticator, scope: Scope) -> MethodRouter {
-    route.route_layer(axum::middleware::from_fn_with_state(Guard { auth: auth.clone(), scope }, require))
-}
-
-async fn require(State(guard): State<Guard>, mut request: Request, next: Next) -> Response {
-    match guard.auth.authorize(request.headers(), request.extensions(), guard.scope).await {
-        Ok(principal) => {
-            let tenant: Tenant = principal.tenant.clone();
-            request.extensions_mut().insert(tenant);
-            request.extensions_mut().insert(principal);
-            next.run(request).await
-        }
-        Err(error) => {
-            metrics::counter!(plan::metrics::AUTH_REFUSALS.name, "reason" => error.reason()).increment(1);
-            match &error {
-                AuthError::KeysUnavailable => tracing::warn!(%error, "request refused"),
-                _ => tracing::info!(%error, "request refused"),
-            }
-            ApiError::Auth(error).into_response()
-        }
     }
 }
 

@@ -10,12 +10,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::jwk::{AlgorithmParameters, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use plan::{Tenant, WritePolicy};
+use plan::events::{ChangeEvent, ChangePublisher, PublishError};
+use plan::{PlanReads, PlanWrites, Tenant, WritePolicy};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 use super::*;
-use crate::{Backends, Endpoint, router};
+use crate::Api;
 
 const ISS: &str = "https://issuer.unit.test";
 const AUD: &str = "plan-api";
@@ -305,9 +306,27 @@ fn event(method: &str, path: &str, claims: Option<Value>, body: Option<&Value>) 
     lambda_http::request::from_str(&event.to_string()).unwrap()
 }
 
+/// Accepts every change event (these tests look at the answers only).
+struct Accepting;
+
+#[async_trait::async_trait]
+impl ChangePublisher for Accepting {
+    async fn publish(&self, _event: &ChangeEvent) -> Result<(), PublishError> {
+        Ok(())
+    }
+}
+
+/// The plan functions behind the gateway's authorizer, on an embedded store.
 fn function(rules: GatewayRules) -> axum::Router {
-    let backends = Backends::embedded(WritePolicy::default()).with_auth(Authenticator::gateway(rules, ClaimRules::isolated_by("hd")));
-    router(&[Endpoint::CreatePlan, Endpoint::GetPlan, Endpoint::ListPlans, Endpoint::DeletePlan], &backends)
+    let store = Arc::new(plan_store::EmbeddedStore::new());
+    let reads = PlanReads::new(store.clone());
+    let writes = PlanWrites::new(store, Arc::new(Accepting), WritePolicy::default());
+    Api::new(Authenticator::gateway(rules, ClaimRules::isolated_by("hd")))
+        .create_plan(writes.clone())
+        .get_plan(reads.clone())
+        .list_plans(reads)
+        .delete_plan(writes)
+        .into_router()
 }
 
 async fn send(router: &axum::Router, request: axum::http::Request<lambda_http::Body>) -> (StatusCode, HeaderMap, Value) {
@@ -378,9 +397,8 @@ async fn without_authorizer_claims_a_function_refuses_even_a_valid_looking_token
         axum::http::Request::get("/v1/plan").header(header::AUTHORIZATION, format!("Bearer {token}")).body(Body::empty()).unwrap();
     assert_eq!(function.clone().oneshot(request).await.unwrap().status(), StatusCode::UNAUTHORIZED);
     // Health and schema stay public.
-    let backends =
-        Backends::embedded(WritePolicy::default()).with_auth(Authenticator::gateway(GatewayRules::default(), ClaimRules::default()));
-    let health = router(&[Endpoint::Health], &backends).oneshot(axum::http::Request::get("/v1/health").body(Body::empty()).unwrap()).await;
+    let health = Api::new(Authenticator::gateway(GatewayRules::default(), ClaimRules::default())).health(Vec::new()).into_router();
+    let health = health.oneshot(axum::http::Request::get("/v1/health").body(Body::empty()).unwrap()).await;
     assert_eq!(health.unwrap().status(), StatusCode::OK);
 }
 

@@ -1,5 +1,5 @@
 //! Where the cluster is and how to reach it, from environment variables (read once at start by
-//! `plan_http::Config`, which reports every problem at once).
+//! `plan_wiring::Config`, which reports every problem at once).
 
 use std::collections::HashMap;
 use std::fmt;

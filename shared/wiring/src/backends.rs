@@ -1,21 +1,25 @@
-//! The clients a process needs, built once per cold start from the configuration. Building them
-//! opens no connection: a cold start never waits for, or fails on, an unreachable backend or
-//! issuer, and requests answer 503 until it is back.
+//! The local server's and the tests' composition: every backend, each chosen by configuration
+//! (Redis or embedded store, Kafka or the in-process bus, OpenSearch or the embedded index), built
+//! once at start. Building them opens no connection: the server starts while a backend is down,
+//! and requests answer 503 until it is back. (A Lambda function builds only what its endpoint
+//! needs: `crate::lambda::ColdStart`.)
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
-use plan::events::{ChangeEvent, ChangePublisher, PublishError};
+use plan::events::ChangePublisher;
 use plan::metered::{MeteredPublisher, MeteredStore};
 use plan::store::{PlanWriter, Probe, StoreError, StoreWalk};
 use plan::{PlanReads, PlanWrites, WritePolicy};
-use plan_events::indexer::{DeadLetters, Indexer, KafkaDeadLetters, MemoryDeadLetters};
-use plan_events::{InProcessBus, KafkaPublisher};
+use plan_events::indexer::{DeadLetters, Indexer, MemoryDeadLetters};
+use plan_events::{InProcessBus, KafkaDeadLetters, KafkaPublisher};
 use plan_index::{EmbeddedIndex, IndexReads, MeteredIndex, OpenSearchIndex, PlanIndex};
 use plan_store::{EmbeddedStore, RedisStore};
 
-use crate::auth::{AuthSetupError, Authenticator, ClaimRules};
-use crate::config::{Config, Deployment};
+use plan_http::auth::{AuthSetupError, Authenticator};
+use plan_http::{Api, Endpoint};
+
+use crate::config::Config;
+use crate::reindex::ReindexParts;
 
 #[derive(Clone)]
 pub struct Backends {
@@ -47,10 +51,9 @@ pub enum StartupError {
 impl Backends {
     /// The store is Redis when `REDIS_URL` is set, else embedded; the index OpenSearch when
     /// `OPENSEARCH_URL` is set, else embedded. Change events go to Kafka when
-    /// `KAFKA_BOOTSTRAP_SERVERS` (or `MSK_CLUSTER_ARN`) is set; otherwise, locally, through an
-    /// in-process bus into the indexer, and on Lambda nowhere (only writing functions publish,
-    /// and they refuse to start without Kafka). Callers are authenticated as configured.
-    pub fn from_config(config: &Config, deployment: Deployment) -> Result<Self, StartupError> {
+    /// `KAFKA_BOOTSTRAP_SERVERS` is set, else through an in-process bus into the indexer.
+    /// Callers are authenticated as configured.
+    pub fn from_config(config: &Config) -> Result<Self, StartupError> {
         plan::validate::warm_up();
         let store: Arc<dyn Store> = match &config.redis {
             Some(redis) => Arc::new(RedisStore::new(redis)?),
@@ -62,32 +65,26 @@ impl Backends {
             None => Arc::new(EmbeddedIndex::new()),
         };
         let index: Arc<dyn PlanIndex> = Arc::new(MeteredIndex::new(index));
-        let dead_letters: Arc<dyn DeadLetters> = match &config.kafka {
+        let dead_letters: Arc<dyn DeadLetters> = match &config.events.kafka {
             Some(kafka) => {
                 let mut dead_letter_topic = kafka.clone();
-                dead_letter_topic.topic = config.dead_letter_topic.clone();
+                dead_letter_topic.topic = config.events.dead_letter_topic.clone();
                 Arc::new(KafkaDeadLetters(KafkaPublisher::new(dead_letter_topic)))
             }
             None => Arc::new(MemoryDeadLetters::default()),
         };
         let indexer = Arc::new(Indexer::new(index.clone(), dead_letters));
         let mut probes: Vec<Arc<dyn Probe>> = vec![store.clone(), index.clone()];
-        let publisher: Arc<dyn ChangePublisher> = match (&config.kafka, deployment) {
-            (Some(kafka), _) => {
+        let publisher: Arc<dyn ChangePublisher> = match &config.events.kafka {
+            Some(kafka) => {
                 let kafka = Arc::new(KafkaPublisher::new(kafka.clone()));
                 probes.push(kafka.clone());
                 kafka
             }
-            (None, Deployment::Local) => InProcessBus::start(&config.topic, indexer.clone()),
-            (None, Deployment::Lambda) => Arc::new(NoPublisher),
+            None => InProcessBus::start(&config.events.topic, indexer.clone()),
         };
         let publisher: Arc<dyn ChangePublisher> = Arc::new(MeteredPublisher::new(publisher));
-        let claims = ClaimRules {
-            org_claim: config.org_claim.clone(),
-            default_scopes: config.default_scopes.clone(),
-            scope_names: config.scope_names.clone(),
-        };
-        let auth = Authenticator::from_config(&config.auth, claims)?;
+        let auth = Authenticator::from_config(&config.auth, config.claims.clone())?;
         Ok(Self { store: store.clone(), walk: store, publisher, index, indexer, probes, policy: config.write_policy, auth })
     }
 
@@ -185,15 +182,45 @@ impl Backends {
     pub fn indexer(&self) -> Arc<Indexer> {
         self.indexer.clone()
     }
+
+    /// What the reindex jobs walk and write.
+    pub fn reindex_parts(&self) -> ReindexParts {
+        ReindexParts { walk: self.walk(), store: self.store(), publisher: self.publisher(), index: self.index() }
+    }
+
+    /// `endpoints` over these backends (the documentation endpoints among them are 404s in a
+    /// build without the `api-docs` feature).
+    pub fn api(&self, endpoints: &[Endpoint]) -> Api {
+        let mut docs = false;
+        let api = endpoints.iter().fold(Api::new(self.auth.clone()), |api, endpoint| match endpoint {
+            Endpoint::CreatePlan => api.create_plan(self.writes()),
+            Endpoint::ListPlans => api.list_plans(self.reads()),
+            Endpoint::GetPlan => api.get_plan(self.reads()),
+            Endpoint::PutPlan => api.put_plan(self.writes()),
+            Endpoint::PatchPlan => api.patch_plan(self.writes()),
+            Endpoint::DeletePlan => api.delete_plan(self.writes()),
+            Endpoint::Health => api.health(self.probes()),
+            Endpoint::GetSchema => api.schema(),
+            Endpoint::SearchPlans => api.search_plans(self.index_reads()),
+            Endpoint::SearchPlansByQuery => api.search_plans_by_query(self.index_reads()),
+            Endpoint::GetIndexedPlan => api.indexed_plan(self.index_reads()),
+            Endpoint::GetIndexData => api.index_data(self.index_reads()),
+            Endpoint::GetOpenApi | Endpoint::DocsPage | Endpoint::DocsAsset => {
+                docs = true;
+                api
+            }
+        });
+        if docs { api.docs() } else { api }
+    }
 }
 
-/// The publisher of functions that never write (reads, health, schema, search): should one ever
-/// publish, it fails loudly instead of dropping the event.
-struct NoPublisher;
+/// A router serving `endpoints` over `backends`, with the edge's layers (tests).
+pub fn router(endpoints: &[Endpoint], backends: &Backends) -> axum::Router {
+    backends.api(endpoints).into_router()
+}
 
-#[async_trait]
-impl ChangePublisher for NoPublisher {
-    async fn publish(&self, _event: &ChangeEvent) -> Result<(), PublishError> {
-        Err(PublishError::new("KAFKA_BOOTSTRAP_SERVERS is not configured for this function"))
-    }
+/// Every endpoint in one router: the local server. When it is its own issuer, it also serves the
+/// issuer's JWKS, so other processes (a function under `cargo lambda watch`) can verify its tokens.
+pub fn app(backends: &Backends) -> axum::Router {
+    backends.api(&Endpoint::ALL).jwks().into_router()
 }

@@ -1,6 +1,5 @@
-//! The reindex job, the only code that walks the whole store: the sweep of unpublished changes
-//! (scheduled), a full rebuild into a fresh index behind the alias (on demand), and the drift check
-//! that compares store and index plan by plan.
+//! The jobs that walk the whole store against the index: a full rebuild into a fresh index behind
+//! the alias, and the drift check that compares store and index plan by plan.
 
 use std::collections::BTreeSet;
 
