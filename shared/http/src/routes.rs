@@ -158,7 +158,10 @@ impl Api {
         Self { routes: Router::new(), auth }
     }
 
+    /// The three endpoints that validate a document compile the schema when they are added (a
+    /// cold start pays it either way), so the first request does not; only they link the validator.
     pub fn create_plan(self, writes: PlanWrites) -> Self {
+        plan::validate::warm_up();
         self.add(Endpoint::CreatePlan, |filter| on(filter, create_plan).with_state(writes))
     }
 
@@ -171,10 +174,12 @@ impl Api {
     }
 
     pub fn put_plan(self, writes: PlanWrites) -> Self {
+        plan::validate::warm_up();
         self.add(Endpoint::PutPlan, |filter| on(filter, put_plan).with_state(writes))
     }
 
     pub fn patch_plan(self, writes: PlanWrites) -> Self {
+        plan::validate::warm_up();
         self.add(Endpoint::PatchPlan, |filter| on(filter, patch_plan).with_state(writes))
     }
 

@@ -54,7 +54,6 @@ impl Backends {
     /// `KAFKA_BOOTSTRAP_SERVERS` is set, else through an in-process bus into the indexer.
     /// Callers are authenticated as configured.
     pub fn from_config(config: &Config) -> Result<Self, StartupError> {
-        plan::validate::warm_up();
         let store: Arc<dyn Store> = match &config.redis {
             Some(redis) => Arc::new(RedisStore::new(redis)?),
             None => Arc::new(EmbeddedStore::new()),

@@ -12,7 +12,7 @@
 //!
 //! What a function can reach is what it links: `sam build` builds the whole workspace, so every
 //! cargo feature of every function is on in every function, and a function that does not name a
-//! builder (the Kafka producer, the index client, the validator behind [`ColdStart::writes`]) or
+//! builder (the Kafka producer, the index client) or
 //! another endpoint's handler leaves them out of its binary.
 
 // The builders below name their types in full: each exists only with its backend's feature.
@@ -38,7 +38,7 @@ pub struct ColdStart {
 
 impl ColdStart {
     pub async fn begin(function: &'static str) -> Result<Self, Error> {
-        lambda_http::tracing::init_default_subscriber();
+        init_logging();
         let config = Config::from_env(Deployment::Lambda)?;
         crate::emf::install(&config.metrics_namespace, function);
         record_cold_start();
@@ -80,11 +80,9 @@ impl ColdStart {
         Ok(plan::PlanReads::new(self.store().await?))
     }
 
-    /// The store and the change publisher (Kafka, or none with `CHANGE_EVENTS=off`), with the
-    /// schema compiled now rather than on the first request.
+    /// The store and the change publisher (Kafka, or none with `CHANGE_EVENTS=off`).
     #[cfg(all(feature = "redis", feature = "kafka"))]
     pub async fn writes(&mut self) -> Result<plan::PlanWrites, Error> {
-        plan::validate::warm_up();
         let store = self.store().await?;
         let publisher = self.publisher().await?;
         Ok(plan::PlanWrites::new(store, publisher, self.config.write_policy))
@@ -98,9 +96,11 @@ impl ColdStart {
             Some(kafka) => Arc::new(plan_events::KafkaPublisher::new(kafka)),
             None if !self.config.events.change_events => Arc::new(NoPublisher),
             None => {
-                return Err(
-                    format!("{} needs Kafka: set KAFKA_BOOTSTRAP_SERVERS or MSK_CLUSTER_ARN (or CHANGE_EVENTS=off)", self.function).into()
-                );
+                return Err(format!(
+                    "{} needs Kafka: set KAFKA_BOOTSTRAP_SERVERS or MSK_CLUSTER_ARN (or CHANGE_EVENTS=off)",
+                    self.function
+                )
+                .into());
             }
         };
         Ok(Arc::new(plan::metered::MeteredPublisher::new(publisher)))
@@ -165,6 +165,22 @@ impl ColdStart {
         tracing::info!(function = self.function, "cold start complete");
         lambda_http::run(api.into_router().layer(axum::middleware::from_fn(crate::emf::flush_after))).await
     }
+}
+
+/// Logging as the function's LoggingConfig says: JSON lines when `AWS_LAMBDA_LOG_FORMAT=JSON`, at
+/// the level of `AWS_LAMBDA_LOG_LEVEL` (else `RUST_LOG`, else INFO). What lambda_runtime's
+/// `init_default_subscriber` does, with a plain level filter instead of `EnvFilter`: its
+/// directive parser links a regex engine (about 0.7 MB) into every bootstrap, and a level is all
+/// that Lambda's logging controls set. (`RUST_LOG` is read as one level, not as directives.)
+fn init_logging() {
+    use tracing_subscriber::filter::LevelFilter;
+
+    let level = std::env::var("AWS_LAMBDA_LOG_LEVEL").or_else(|_| std::env::var("RUST_LOG")).unwrap_or_default();
+    let level = level.trim().parse::<LevelFilter>().unwrap_or(LevelFilter::INFO);
+    let json = std::env::var("AWS_LAMBDA_LOG_FORMAT").is_ok_and(|format| format.eq_ignore_ascii_case("json"));
+    let logs = tracing_subscriber::fmt().with_target(false).without_time().with_max_level(level).with_writer(std::io::stdout);
+    // A second subscriber (a test that already installed one) is not an error here.
+    let _ = if json { logs.json().try_init() } else { logs.try_init() };
 }
 
 /// Counts this execution environment's cold start (`lambda_cold_start_total`); written with the
