@@ -27,13 +27,25 @@ use plan_store::RedisStore;
 use plan_wiring::Backends;
 use serde_json::Value;
 
-/// Targets from the issue; a miss is reported in the table, and fails the test only for memory
-/// (times depend on how busy the machine is; the size target is missed today, see the README's
-/// "Numbers", and is reported rather than allowed to block every other check).
-const MAX_BOOTSTRAP_BYTES: u64 = 10 * 1024 * 1024;
+/// The targets: every bootstrap under 8 MB, the median INIT under 15 ms. With
+/// `PLAN_TEST_LAMBDA_TARGETS=1` (`PLAN_TEST_LAMBDA_TARGETS=1 WITH_LAMBDA=1 scripts/test -p plan-e2e
+/// --test lambda_rie`, on an otherwise idle machine, since INIT is a time) a miss fails the test. Every
+/// run fails when a bootstrap outgrows its budget ([`size_budget`]) or a function its memory.
+const TARGET_BOOTSTRAP_BYTES: u64 = 8_000_000;
+const TARGET_MEDIAN_INIT_MS: f64 = 15.0;
 const MAX_PEAK_MEMORY_KB: u64 = 32 * 1024;
 const TARGET_INIT_MS: f64 = 30.0;
 const TARGET_FIRST_INVOCATION_MS: f64 = 30.0;
+
+/// What a function's bootstrap may weigh before every run fails: the target, except for the three
+/// functions that validate documents, which link the JSON Schema validator (with its two regex
+/// engines, about 3.6 MB) and miss it (README, "Numbers").
+fn size_budget(function: &str) -> u64 {
+    match function {
+        "create-plan" | "put-plan" | "patch-plan" => 12 * 1024 * 1024,
+        _ => TARGET_BOOTSTRAP_BYTES,
+    }
+}
 
 /// The figures of one cold start.
 #[derive(Debug, Default)]
@@ -90,16 +102,27 @@ async fn every_built_function_answers_its_sample_event_under_the_lambda_runtime_
         std::fs::write(&path, &report).unwrap_or_else(|e| panic!("write {path}: {e}"));
     }
 
+    let enforce_targets = std::env::var("PLAN_TEST_LAMBDA_TARGETS").is_ok_and(|v| v == "1");
     let mut failures = Vec::new();
+    if enforce_targets {
+        match median_init_ms(&results) {
+            Some(median) if median < TARGET_MEDIAN_INIT_MS => {}
+            median => failures.push(format!("target missed: median INIT {median:?} ms (target under {TARGET_MEDIAN_INIT_MS} ms)")),
+        }
+    }
     for (result, expectation) in results.iter().zip(EXPECTATIONS) {
         if result.status != expectation.status {
             failures.push(format!("{}: status {} (expected {})", result.file, result.status, expectation.status));
         }
-        if result.bootstrap_bytes > MAX_BOOTSTRAP_BYTES {
-            eprintln!(
-                "target missed: {}: bootstrap is {} bytes (target under {MAX_BOOTSTRAP_BYTES})",
+        let budget = size_budget(&result.function);
+        if result.bootstrap_bytes > budget {
+            failures.push(format!("{}: bootstrap is {} bytes (budget {budget})", result.function, result.bootstrap_bytes));
+        }
+        if enforce_targets && result.bootstrap_bytes > TARGET_BOOTSTRAP_BYTES {
+            failures.push(format!(
+                "target missed: {}: bootstrap is {} bytes (target under {TARGET_BOOTSTRAP_BYTES})",
                 result.function, result.bootstrap_bytes
-            );
+            ));
         }
         match result.peak_rss_kb {
             Some(kb) if kb > MAX_PEAK_MEMORY_KB => failures.push(format!("{}: peak RSS {kb} kB (target under 32 MB)", result.function)),
@@ -447,6 +470,17 @@ fn number_after(text: &str, label: &str) -> Option<f64> {
     number.parse().ok()
 }
 
+/// The median of the functions' INIT durations.
+fn median_init_ms(results: &[ColdStart]) -> Option<f64> {
+    let mut inits: Vec<f64> = results.iter().filter_map(|r| r.init_ms).collect();
+    if inits.len() != results.len() {
+        return None;
+    }
+    inits.sort_by(f64::total_cmp);
+    let middle = inits.len() / 2;
+    Some(if inits.len() % 2 == 0 { (inits.get(middle.wrapping_sub(1))? + inits.get(middle)?) / 2.0 } else { *inits.get(middle)? })
+}
+
 fn render(results: &[ColdStart]) -> String {
     let ms = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), |v| format!("{v:.2}"));
     let mut out = String::from(
@@ -477,9 +511,14 @@ fn render(results: &[ColdStart]) -> String {
         .collect();
     let _ = writeln!(
         out,
-        "Targets: init < {TARGET_INIT_MS} ms, first invocation < {TARGET_FIRST_INVOCATION_MS} ms, peak < 32 MB, bootstrap < 10 MB. \
-         Time targets missed by: {}",
-        if misses.is_empty() { "none".to_owned() } else { misses.join(", ") }
+        "Targets: median INIT < {TARGET_MEDIAN_INIT_MS} ms (here {}), each init < {TARGET_INIT_MS} ms and first invocation < \
+         {TARGET_FIRST_INVOCATION_MS} ms (missed by: {}), peak < 32 MB, bootstrap < 8 MB (missed by: {}).",
+        ms(median_init_ms(results)),
+        if misses.is_empty() { "none".to_owned() } else { misses.join(", ") },
+        {
+            let over: Vec<&str> = results.iter().filter(|r| r.bootstrap_bytes > TARGET_BOOTSTRAP_BYTES).map(|r| r.function.as_str()).collect();
+            if over.is_empty() { "none".to_owned() } else { over.join(", ") }
+        }
     );
     if let Some(mb) = results.iter().find_map(|r| r.emulator_max_memory_mb) {
         let _ = writeln!(
