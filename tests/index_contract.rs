@@ -851,6 +851,6 @@ mod opensearch_only {
         assert_eq!(error.kind, IndexErrorKind::Unavailable, "{error}");
         let error = index.search(&search(json!({})), &Tenant::unrestricted()).await.unwrap_err();
         assert_eq!(error.kind, IndexErrorKind::Unavailable);
-        assert!(plan::store::Probe::ping(&index).await.is_err());
+        assert!(plan::probe::Probe::ping(&index).await.is_err());
     }
 }

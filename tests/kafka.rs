@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use plan::events::{ChangeEvent, ChangePublisher, Operation};
-use plan::store::Probe;
+use plan::probe::Probe;
 use plan_e2e::{service_var, tag, unique_plan};
 use plan_events::{KafkaAuth, KafkaConfig, KafkaPublisher, partition_for};
 use rskafka::client::partition::{OffsetAt, UnknownTopicHandling};

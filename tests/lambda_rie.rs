@@ -516,7 +516,8 @@ fn render(results: &[ColdStart]) -> String {
         ms(median_init_ms(results)),
         if misses.is_empty() { "none".to_owned() } else { misses.join(", ") },
         {
-            let over: Vec<&str> = results.iter().filter(|r| r.bootstrap_bytes > TARGET_BOOTSTRAP_BYTES).map(|r| r.function.as_str()).collect();
+            let over: Vec<&str> =
+                results.iter().filter(|r| r.bootstrap_bytes > TARGET_BOOTSTRAP_BYTES).map(|r| r.function.as_str()).collect();
             if over.is_empty() { "none".to_owned() } else { over.join(", ") }
         }
     );

@@ -17,8 +17,9 @@ use async_trait::async_trait;
 use jsonwebtoken::Algorithm;
 use plan::events::{ChangeEvent, ChangePublisher, PublishError};
 use plan::metrics::{CATALOG, FUNCTION_DIMENSION, Kind};
+use plan::probe::{Probe, ProbeError};
 use plan::store::{
-    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreWalk, StoredPlan, TimedOut,
+    Expected, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Repair, StoreError, StoreWalk, StoredPlan, TimedOut,
     WriteError,
 };
 use plan::{ObjectId, WritePolicy};
@@ -109,8 +110,8 @@ impl Probe for FaultyStore {
         "redis"
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.check()
+    async fn ping(&self) -> Result<(), ProbeError> {
+        Ok(self.check()?)
     }
 }
 

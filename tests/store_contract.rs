@@ -3,14 +3,15 @@
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use plan::probe::Probe;
 use plan::store::{Expected, PageMark, PlanWriter, StoreWalk, WriteError};
 use plan_e2e::{id, plan_service, redis_cluster_store, redis_store, set_org, tag, unique_plan, write_of};
 use plan_store::EmbeddedStore;
 use serde_json::{Value, json};
 
-/// What the contract exercises: the writer and reader ports, and the walk.
-trait ContractStore: PlanWriter + StoreWalk {}
-impl<T: PlanWriter + StoreWalk> ContractStore for T {}
+/// What the contract exercises: the writer and reader ports, the walk and the health probe.
+trait ContractStore: PlanWriter + StoreWalk + Probe {}
+impl<T: PlanWriter + StoreWalk + Probe> ContractStore for T {}
 
 type Store = Arc<dyn ContractStore>;
 
@@ -239,8 +240,47 @@ mod cases {
     }
 
     pub async fn probe_answers(store: Store) {
-        // Reachability is checked through the reader path: an empty page is a successful round trip.
-        store.page(None, Some(PageMark(0)), 1).await.unwrap();
+        store.ping().await.unwrap();
+        assert!(!store.name().is_empty());
+    }
+
+    pub async fn the_walk_visits_every_plan_live_or_deleted_with_its_outbox(store: Store) {
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            let write = write_of(unique_plan(&format!("{}-{n}", tag())), Expected::Absent);
+            store.commit(write.clone()).await.unwrap();
+            if n % 2 == 0 {
+                store.mark_published(&write.id, 1).await.unwrap();
+            }
+            ids.push(write.id);
+        }
+        let deleted = store.delete(&ids[4], 1).await.unwrap();
+        // Batches of two, so the cursor is followed; a plan may come twice (Redis' SCAN), never
+        // not at all.
+        let mut seen = std::collections::BTreeMap::new();
+        let mut cursor = None;
+        loop {
+            let (batch, next) = store.walk(cursor, 2).await.unwrap();
+            for state in batch {
+                seen.insert(state.id.clone(), state);
+            }
+            match next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        for (n, id) in ids.iter().enumerate() {
+            let state = seen.get(id).unwrap_or_else(|| panic!("the walk missed plan {id}"));
+            let outbox: Vec<u64> = state.outbox.iter().map(|u| u.version).collect();
+            match n {
+                4 => {
+                    assert!(state.plan.is_none(), "a deleted plan is walked as a tombstone");
+                    assert_eq!((state.version, outbox), (deleted, vec![deleted]), "its delete waits in the outbox");
+                }
+                n if n % 2 == 0 => assert_eq!((state.version, outbox, state.plan.is_some()), (1, vec![], true), "{id}: published"),
+                _ => assert_eq!((state.version, outbox, state.plan.is_some()), (1, vec![1], true), "{id}: unpublished"),
+            }
+        }
     }
 }
 
@@ -278,6 +318,7 @@ macro_rules! all_cases {
                 large_plans_are_written_whole,
                 the_outbox_holds_every_unpublished_version_up_to_its_cap,
                 probe_answers,
+                the_walk_visits_every_plan_live_or_deleted_with_its_outbox,
             ]
         );
     };

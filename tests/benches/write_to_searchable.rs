@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use plan::WritePolicy;
-use plan::store::Probe;
+use plan::probe::Probe;
 use plan_e2e::app::{TestApp, header, spawn_app, test_auth};
 use plan_e2e::{plan_service, redis_config, tag, unique_plan};
 use plan_events::indexer::{Indexer, MemoryDeadLetters};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use plan::events::{ChangeEvent, ChangePublisher, PublishError, PublishErrorKind};
-use plan::store::{Probe, StoreError};
+use plan::probe::{Probe, ProbeError};
 use rskafka::BackoffConfig;
 use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
@@ -168,14 +168,14 @@ impl Probe for KafkaPublisher {
     /// costs no new connection; a failure drops it, as a failed produce does, and the next call
     /// connects afresh.
     #[tracing::instrument(name = "kafka.ping", skip_all)]
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), ProbeError> {
         let check = async {
             let connection = self.connection().await?;
             connection.client.list_topics().await.map(drop)
         };
         let result = match tokio::time::timeout(self.config.timeout, check).await {
-            Ok(result) => result.map_err(StoreError::unavailable),
-            Err(_) => Err(StoreError::unavailable("Kafka did not answer in time")),
+            Ok(result) => result.map_err(ProbeError::new),
+            Err(_) => Err(ProbeError::timed_out("Kafka did not answer in time")),
         };
         if result.is_err() {
             *self.connection.lock().await = None;

@@ -89,7 +89,7 @@ impl<S: Send + Sync> FromRequest<S> for PatchBody {
         };
         let document = parse_json(&read_body(request).await?)?;
         let patch = if json_patch { PlanPatch::json_patch(document) } else { PlanPatch::merge(document) };
-        patch.map(PatchBody).map_err(|e| ApiError::Plan(plan::PlanError::InvalidPatch(e.to_string())))
+        patch.map(PatchBody).map_err(|e| ApiError::InvalidPatch(e.to_string()))
     }
 }
 
@@ -136,7 +136,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ListParams {
             limit: Option<String>,
             cursor: Option<String>,
         }
-        let invalid = |e: String| plan::PlanError::InvalidQuery(plan::Violations::one("", e));
+        let invalid = |e: String| ApiError::InvalidQuery(plan::Violations::one("", e));
         let axum::extract::Query(raw) = axum::extract::Query::<Raw>::try_from_uri(&parts.uri).map_err(|e| invalid(e.body_text()))?;
         Ok(ListParams(plan::ListQuery::parse(raw.limit.as_deref(), raw.cursor.as_deref())?))
     }
@@ -150,9 +150,7 @@ impl<S: Send + Sync> FromRequest<S> for SearchBody {
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let JsonBody(document) = JsonBody::from_request(request, state).await?;
-        plan_index::SearchQuery::from_json(&document)
-            .map(SearchBody)
-            .map_err(|v| ApiError::Index(plan_index::IndexReadError::InvalidSearch(v)))
+        plan_index::SearchQuery::from_json(&document).map(SearchBody).map_err(ApiError::InvalidSearch)
     }
 }
 
@@ -163,7 +161,7 @@ impl<S: Send + Sync> FromRequestParts<S> for SearchParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let invalid = |v| ApiError::Index(plan_index::IndexReadError::InvalidSearch(v));
+        let invalid = ApiError::InvalidSearch;
         let pairs = query_pairs(parts).map_err(|e| invalid(plan::Violations::one("", e)))?;
         plan_index::SearchQuery::from_params(&pairs).map(SearchParams).map_err(invalid)
     }
@@ -180,7 +178,7 @@ impl<S: Send + Sync> FromRequestParts<S> for IndexDataParams {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let invalid = |violations| ApiError::Plan(plan::PlanError::InvalidQuery(violations));
+        let invalid = ApiError::InvalidQuery;
         let pairs = query_pairs(parts).map_err(|e| invalid(plan::Violations::one("", e)))?;
         let mut violations = plan::Violations::new();
         let mut seen = std::collections::HashSet::new();

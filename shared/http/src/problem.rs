@@ -121,6 +121,18 @@ pub enum ApiError {
     Index(#[from] IndexReadError),
     #[error("the body is not valid JSON: {0}")]
     MalformedJson(String),
+    /// Query parameters this edge could not read or that name nothing it knows.
+    #[error("invalid query parameters")]
+    InvalidQuery(Violations),
+    /// A search (body or query parameters) that does not parse into the typed search.
+    #[error("the search is not valid")]
+    InvalidSearch(Violations),
+    /// A patch body that is neither a merge patch nor a JSON Patch.
+    #[error("{0}")]
+    InvalidPatch(String),
+    /// An answer this edge could not render (a bug: logged).
+    #[error("the answer could not be rendered: {0}")]
+    Unrenderable(String),
     #[error("the body is larger than {limit} bytes")]
     PayloadTooLarge { limit: usize },
     #[error("could not read the request body")]
@@ -141,6 +153,7 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The problem document this error answers: a pure mapping (logging is [`Self::log`]'s).
     pub fn problem(&self) -> Problem {
         use StatusCode as S;
         let detail = self.to_string();
@@ -148,6 +161,10 @@ impl ApiError {
             Self::Plan(error) => plan_problem(error),
             Self::Index(error) => index_problem(error),
             Self::MalformedJson(_) => Problem::new(S::BAD_REQUEST, "malformed-json", "Malformed JSON", detail),
+            Self::InvalidQuery(violations) => invalid_query(violations, detail),
+            Self::InvalidSearch(violations) => invalid_search(violations),
+            Self::InvalidPatch(_) => Problem::new(S::BAD_REQUEST, "invalid-patch", "Invalid patch document", detail),
+            Self::Unrenderable(_) => internal(),
             Self::PayloadTooLarge { .. } => Problem::new(S::PAYLOAD_TOO_LARGE, "payload-too-large", "Payload too large", detail),
             Self::UnreadableBody => Problem::new(S::BAD_REQUEST, "unreadable-body", "Unreadable body", detail),
             Self::BodyTimeout { .. } => {
@@ -167,12 +184,37 @@ impl ApiError {
             Self::InvalidId(_) => Problem::new(S::BAD_REQUEST, "invalid-id", "Invalid objectId", detail),
             Self::InvalidHeader(_) => Problem::new(S::BAD_REQUEST, "invalid-header", "Invalid header", detail),
             Self::Auth(error) => auth_problem(error),
-            Self::NoTenant => {
-                tracing::error!("{detail}: refused (fail closed)");
-                Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred; it has been logged")
-            }
+            Self::NoTenant => internal(),
         }
     }
+
+    /// The one log line of an answer in the 5xx range: a backend that is down is a warning,
+    /// anything else an error. Refusals are logged by the authentication guard, which knows why.
+    fn log(&self) {
+        match self {
+            Self::Plan(PlanError::Unavailable(source)) => tracing::warn!(error = %source, "store unavailable"),
+            Self::Plan(PlanError::Contended) => tracing::warn!(error = %self, "write contended"),
+            Self::Index(IndexReadError::Unavailable(source)) => tracing::warn!(error = %source, "search index unavailable"),
+            Self::Index(IndexReadError::Internal(source)) => tracing::error!(error = %source, "search index error"),
+            Self::Plan(PlanError::Internal(source)) => tracing::error!(error = %source, "internal error"),
+            Self::NoTenant => tracing::error!("{self}: refused (fail closed)"),
+            Self::Auth(_) => {}
+            other => tracing::error!(error = %other, "internal error"),
+        }
+    }
+}
+
+fn internal() -> Problem {
+    Problem::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred; it has been logged")
+}
+
+fn invalid_query(violations: &Violations, detail: String) -> Problem {
+    Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query parameters", detail).with_violations(violations)
+}
+
+fn invalid_search(violations: &Violations) -> Problem {
+    let detail = format!("the search is not valid: {}", counted(violations));
+    Problem::new(StatusCode::BAD_REQUEST, "invalid-search", "Invalid search", detail).with_violations(violations)
 }
 
 /// The realm named in every `WWW-Authenticate` challenge.
@@ -210,9 +252,7 @@ fn plan_problem(error: &PlanError) -> Problem {
             let detail = format!("the document is not a valid plan: {}", counted(violations));
             Problem::new(S::BAD_REQUEST, "validation-failed", "Invalid plan", detail).with_violations(violations)
         }
-        PlanError::InvalidQuery(violations) => {
-            Problem::new(S::BAD_REQUEST, "invalid-query", "Invalid query parameters", detail).with_violations(violations)
-        }
+        PlanError::InvalidQuery(violations) => invalid_query(violations, detail),
         PlanError::TooLarge { .. } => Problem::new(S::PAYLOAD_TOO_LARGE, "plan-too-large", "Plan too large", detail),
         PlanError::IdMismatch { .. } => Problem::new(S::BAD_REQUEST, "id-mismatch", "objectId does not match the path", detail),
         PlanError::PlanIdChanged { .. } => Problem::new(S::BAD_REQUEST, "plan-id-changed", "A plan's objectId cannot change", detail),
@@ -234,15 +274,11 @@ fn plan_problem(error: &PlanError) -> Problem {
         PlanError::Contended => {
             Problem::new(S::SERVICE_UNAVAILABLE, "contended", "Too many concurrent writers", detail).with_header(header::RETRY_AFTER, "1")
         }
-        PlanError::Unavailable(source) => {
-            tracing::warn!(error = %source, "store unavailable");
+        PlanError::Unavailable(_) => {
             Problem::new(S::SERVICE_UNAVAILABLE, "store-unavailable", "Service unavailable", "the plan store is unavailable; retry shortly")
                 .with_header(header::RETRY_AFTER, "1")
         }
-        PlanError::Internal(source) => {
-            tracing::error!(error = %source, "internal error");
-            Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred; it has been logged")
-        }
+        PlanError::Internal(_) => internal(),
     }
 }
 
@@ -259,30 +295,25 @@ fn counted(violations: &Violations) -> String {
 fn index_problem(error: &IndexReadError) -> Problem {
     use StatusCode as S;
     match error {
-        IndexReadError::InvalidSearch(violations) => {
-            let detail = format!("the search is not valid: {}", counted(violations));
-            Problem::new(S::BAD_REQUEST, "invalid-search", "Invalid search", detail).with_violations(violations)
-        }
+        IndexReadError::InvalidSearch(violations) => invalid_search(violations),
         IndexReadError::NotFound { .. } => Problem::new(S::NOT_FOUND, "not-found", "Not found", error.to_string()),
-        IndexReadError::Unavailable(source) => {
-            tracing::warn!(error = %source, "search index unavailable");
-            Problem::new(
-                S::SERVICE_UNAVAILABLE,
-                "index-unavailable",
-                "Service unavailable",
-                "the search index is unavailable; retry shortly",
-            )
-            .with_header(header::RETRY_AFTER, "1")
-        }
-        IndexReadError::Internal(source) => {
-            tracing::error!(error = %source, "search index error");
-            Problem::new(S::INTERNAL_SERVER_ERROR, "internal", "Internal error", "an unexpected error occurred; it has been logged")
-        }
+        IndexReadError::Unavailable(_) => Problem::new(
+            S::SERVICE_UNAVAILABLE,
+            "index-unavailable",
+            "Service unavailable",
+            "the search index is unavailable; retry shortly",
+        )
+        .with_header(header::RETRY_AFTER, "1"),
+        IndexReadError::Internal(_) => internal(),
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        self.problem().into_response()
+        let problem = self.problem();
+        if problem.status.is_server_error() {
+            self.log();
+        }
+        problem.into_response()
     }
 }

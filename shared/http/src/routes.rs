@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use futures_util::future::join_all;
-use plan::store::Probe;
+use plan::probe::Probe;
 use plan::{ETag, ListPage, PlanReads, PlanWrites, Read, Representation};
 use plan_index::IndexReads;
 use serde_json::json;

@@ -71,7 +71,7 @@ pub(crate) async fn index_data(
             serde_json::to_value(Children { parent_id: params.id, parent_type: parent.relation().as_str(), children })
         }
     };
-    let body = body.map_err(|e| ApiError::Index(plan_index::IndexReadError::Internal(plan_index::IndexError::corrupt(e))))?;
+    let body = body.map_err(|e| ApiError::Unrenderable(e.to_string()))?;
     Ok(([(header::CACHE_CONTROL, "no-store")], axum::Json(body)).into_response())
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use plan::metrics::INDEX_ERRORS;
-use plan::store::{Probe, StoreError};
+use plan::probe::{Probe, ProbeError};
 use plan::{ObjectId, Tenant};
 
 use crate::document::RebuiltPlan;
@@ -86,7 +86,7 @@ impl<I: PlanIndex + ?Sized> Probe for MeteredIndex<I> {
         self.inner.name()
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), ProbeError> {
         counted("probe", self.inner.ping().await)
     }
 }

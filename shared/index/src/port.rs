@@ -20,7 +20,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use plan::store::Probe;
+use plan::probe::Probe;
 use plan::{ObjectId, Plan, Tenant};
 use serde::Serialize;
 

@@ -11,6 +11,7 @@ pub mod metered;
 pub mod metrics;
 pub mod model;
 pub mod patch;
+pub mod probe;
 pub mod service;
 pub mod store;
 pub mod tenant;

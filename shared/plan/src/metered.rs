@@ -15,9 +15,9 @@ use crate::id::ObjectId;
 use crate::metrics::{
     EVENTS_PUBLISH_DURATION, EVENTS_PUBLISHED, STORE_CAS_CONFLICTS, STORE_ERRORS, STORE_OPERATION_DURATION, STORE_OPERATIONS, STORE_READS,
 };
+use crate::probe::{Probe, ProbeError};
 use crate::store::{
-    PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreErrorKind, StoreWalk, StoredPlan,
-    WriteError,
+    PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Repair, StoreError, StoreErrorKind, StoreWalk, StoredPlan, WriteError,
 };
 
 /// A store port implementation, measured: operations by kind and outcome with their latency, reads
@@ -45,6 +45,12 @@ fn record_store_error(error: &StoreError) -> &'static str {
     let (outcome, kind) = store_error_labels(error);
     ::metrics::counter!(STORE_ERRORS.name, "kind" => kind).increment(1);
     outcome
+}
+
+fn record_probe_error(error: &ProbeError) -> &'static str {
+    let kind = if error.is_timeout() { "timeout" } else { "unavailable" };
+    ::metrics::counter!(STORE_ERRORS.name, "kind" => kind).increment(1);
+    "unavailable"
 }
 
 fn write_outcome(error: &WriteError) -> &'static str {
@@ -132,8 +138,8 @@ impl<S: Probe + ?Sized> Probe for MeteredStore<S> {
         self.inner.name()
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        measured("ping", self.inner.ping(), record_store_error).await
+    async fn ping(&self) -> Result<(), ProbeError> {
+        measured("ping", self.inner.ping(), record_probe_error).await
     }
 }
 

@@ -224,10 +224,3 @@ pub trait StoreWalk: Send + Sync {
         Ok(Vec::new())
     }
 }
-
-/// A backend that can say whether it is reachable, for `GET /v1/health`.
-#[async_trait]
-pub trait Probe: Send + Sync {
-    fn name(&self) -> &'static str;
-    async fn ping(&self) -> Result<(), StoreError>;
-}

@@ -6,9 +6,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use plan::ObjectId;
+use plan::probe::{Probe, ProbeError};
 use plan::store::{
-    Expected, MAX_OUTBOX_PER_PLAN, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, StoreError, StoreWalk,
-    StoredPlan, Unpublished, WriteError,
+    Expected, MAX_OUTBOX_PER_PLAN, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, StoreError, StoreWalk, StoredPlan,
+    Unpublished, WriteError,
 };
 
 #[derive(Default)]
@@ -222,7 +223,7 @@ impl Probe for EmbeddedStore {
         "embedded-store"
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), ProbeError> {
         drop(self.state());
         Ok(())
     }

@@ -50,8 +50,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use futures_util::future::try_join_all;
+use plan::probe::{Probe, ProbeError};
 use plan::store::{
-    Expected, MAX_OUTBOX_PER_PLAN, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Probe, Repair, StoreError, StoreWalk,
+    Expected, MAX_OUTBOX_PER_PLAN, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Repair, StoreError, StoreWalk,
     StoredPlan, Unpublished, WriteError,
 };
 use plan::{ETag, ObjectId};
@@ -631,9 +632,9 @@ impl Probe for RedisStore {
     }
 
     #[tracing::instrument(name = "redis.ping", skip_all)]
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), ProbeError> {
         let pong: String = self.with_conn(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await }).await?;
-        if pong == "PONG" { Ok(()) } else { Err(StoreError::unavailable(format!("PING answered {pong:?}"))) }
+        if pong == "PONG" { Ok(()) } else { Err(ProbeError::new(format!("PING answered {pong:?}"))) }
     }
 }
 

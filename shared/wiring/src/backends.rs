@@ -8,7 +8,8 @@ use std::sync::Arc;
 
 use plan::events::ChangePublisher;
 use plan::metered::{MeteredPublisher, MeteredStore};
-use plan::store::{PlanWriter, Probe, StoreError, StoreWalk};
+use plan::probe::Probe;
+use plan::store::{PlanWriter, StoreError, StoreWalk};
 use plan::{PlanReads, PlanWrites, WritePolicy};
 use plan_events::indexer::{DeadLetters, Indexer, MemoryDeadLetters};
 use plan_events::{InProcessBus, KafkaDeadLetters, KafkaPublisher};

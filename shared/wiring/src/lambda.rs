@@ -148,8 +148,8 @@ impl ColdStart {
 
     /// What health pings: the store, and Kafka and the index where they are configured.
     #[cfg(all(feature = "redis", feature = "kafka", feature = "opensearch"))]
-    pub async fn probes(&mut self) -> Result<Vec<Arc<dyn plan::store::Probe>>, Error> {
-        let mut probes: Vec<Arc<dyn plan::store::Probe>> = vec![self.store().await?];
+    pub async fn probes(&mut self) -> Result<Vec<Arc<dyn plan::probe::Probe>>, Error> {
+        let mut probes: Vec<Arc<dyn plan::probe::Probe>> = vec![self.store().await?];
         if let Some(kafka) = self.kafka().await? {
             probes.push(Arc::new(plan_events::KafkaPublisher::new(kafka)));
         }

@@ -14,7 +14,7 @@ mod state;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
-use plan::store::{Probe, StoreError};
+use plan::probe::{Probe, ProbeError};
 use plan::{ObjectId, Tenant};
 
 use self::state::{Interner, State};
@@ -182,7 +182,7 @@ impl Probe for EmbeddedIndex {
         "embedded-index"
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
+    async fn ping(&self) -> Result<(), ProbeError> {
         drop(self.read());
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
 use opensearch::http::Method;
-use plan::store::{Probe, StoreError};
+use plan::probe::{Probe, ProbeError};
 use plan::{ObjectId, Tenant};
 
 use super::client::Cluster;
@@ -155,8 +155,18 @@ impl Probe for OpenSearchIndex {
     }
 
     /// Reachable and authorised: `HEAD /<alias>` answers 200, or 404 before the first write.
-    async fn ping(&self) -> Result<(), StoreError> {
-        let reply = self.cluster.send(Method::Head, &format!("/{}", self.alias), &[], None).await?;
-        if reply.is_success() || reply.status == 404 { Ok(()) } else { Err(client::failure("ping", reply.status, &reply.body).into()) }
+    async fn ping(&self) -> Result<(), ProbeError> {
+        let reply = self.cluster.send(Method::Head, &format!("/{}", self.alias), &[], None).await.map_err(probe_error)?;
+        if reply.is_success() || reply.status == 404 {
+            Ok(())
+        } else {
+            Err(probe_error(client::failure("ping", reply.status, &reply.body)))
+        }
     }
+}
+
+/// An index failure as a probe's: a timeout stays one.
+fn probe_error(error: IndexError) -> ProbeError {
+    let store: plan::store::StoreError = error.into();
+    store.into()
 }
