@@ -478,7 +478,11 @@ fn median_init_ms(results: &[ColdStart]) -> Option<f64> {
     }
     inits.sort_by(f64::total_cmp);
     let middle = inits.len() / 2;
-    Some(if inits.len() % 2 == 0 { (inits.get(middle.wrapping_sub(1))? + inits.get(middle)?) / 2.0 } else { *inits.get(middle)? })
+    Some(if inits.len().is_multiple_of(2) {
+        (inits.get(middle.wrapping_sub(1))? + inits.get(middle)?) / 2.0
+    } else {
+        *inits.get(middle)?
+    })
 }
 
 fn render(results: &[ColdStart]) -> String {

@@ -1,5 +1,7 @@
 //! Lambda function for `GET /v1/plan`: the store, and this endpoint alone.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 use plan_wiring::lambda::{ColdStart, Error};
 
 #[tokio::main]

@@ -84,7 +84,11 @@ pub async fn secret_string(secret_arn: &str) -> Result<String, DynError> {
     let body = serde_json::to_vec(&serde_json::json!({ "SecretId": secret_arn }))?;
     let headers = [("content-type", "application/x-amz-json-1.1"), ("x-amz-target", "secretsmanager.GetSecretValue")];
     let answer = call("secretsmanager", region, reqwest::Method::POST, &url, &headers, body).await?;
-    answer["SecretString"].as_str().map(str::to_owned).ok_or_else(|| format!("secret {secret_arn} has no SecretString").into())
+    answer
+        .get("SecretString")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .ok_or_else(|| format!("secret {secret_arn} has no SecretString").into())
 }
 
 /// A username and password out of a secret: MSK's SCRAM secrets and ElastiCache user secrets are

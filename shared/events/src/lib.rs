@@ -1,6 +1,8 @@
 //! Change events: the Kafka producer, the in-process bus of the embedded mode, MSK-shaped batches
 //! and the handler contract the indexer implements.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 #[cfg(feature = "aws")]
 pub mod aws;
 pub mod batch;

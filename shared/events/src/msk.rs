@@ -31,7 +31,7 @@ pub async fn bootstrap_brokers(cluster_arn: &str) -> Result<Vec<String>, DynErro
     // The REST API spells its members in lowerCamelCase; the SDKs' names are accepted as well.
     let list = ["bootstrapBrokerStringSaslIam", "BootstrapBrokerStringSaslIam"]
         .iter()
-        .find_map(|name| answer[*name].as_str())
+        .find_map(|name| answer.get(*name).and_then(|v| v.as_str()))
         .ok_or("the cluster has no IAM-authenticated listener")?;
     Ok(list.split(',').map(|b| b.trim().to_owned()).filter(|b| !b.is_empty()).collect())
 }

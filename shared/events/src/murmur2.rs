@@ -10,22 +10,25 @@ pub fn murmur2(data: &[u8]) -> i32 {
     let mut h: u32 = SEED ^ (data.len() as u32);
     let mut chunks = data.chunks_exact(4);
     for chunk in &mut chunks {
-        let mut k = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+        // chunks_exact(4): always four bytes.
+        let &[a, b, c, d] = chunk else { continue };
+        let mut k = u32::from_le_bytes([a, b, c, d]);
         k = k.wrapping_mul(M);
         k ^= k >> R;
         k = k.wrapping_mul(M);
         h = h.wrapping_mul(M);
         h ^= k;
     }
+    // The last one to three bytes, as Kafka's switch with fall-through takes them.
     let tail = chunks.remainder();
-    if tail.len() >= 3 {
-        h ^= u32::from(tail[2]) << 16;
+    if let Some(&byte) = tail.get(2) {
+        h ^= u32::from(byte) << 16;
     }
-    if tail.len() >= 2 {
-        h ^= u32::from(tail[1]) << 8;
+    if let Some(&byte) = tail.get(1) {
+        h ^= u32::from(byte) << 8;
     }
-    if !tail.is_empty() {
-        h ^= u32::from(tail[0]);
+    if let Some(&byte) = tail.first() {
+        h ^= u32::from(byte);
         h = h.wrapping_mul(M);
     }
     h ^= h >> 13;

@@ -119,10 +119,9 @@ mod enabled {
     }
 
     pub async fn asset(Path(name): Path<String>) -> Response {
-        let Some(index) = ASSETS.iter().position(|a| a.name == name) else {
+        let Some((asset, etag)) = ASSETS.iter().zip(ASSET_ETAGS.iter()).find(|(a, _)| a.name == name) else {
             return Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found", "the docs page has no such file").into_response();
         };
-        let asset = &ASSETS[index];
         // Cached for a day, and revalidated by ETag: the files change only with a new build.
         let headers = [
             (header::CONTENT_TYPE, asset.content_type),
@@ -130,7 +129,7 @@ mod enabled {
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ];
         let mut response = (headers, asset.bytes).into_response();
-        insert_etag(&mut response, &ASSET_ETAGS[index]);
+        insert_etag(&mut response, etag);
         response
     }
 

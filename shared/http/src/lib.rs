@@ -3,6 +3,8 @@
 //! one call into the `plan` use cases (or the index's reads), and answer. It depends on no
 //! adapter: the composition root (`plan-wiring`) builds the use cases and hands them to [`Api`].
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 pub mod auth;
 pub mod docs;
 pub mod extract;

@@ -48,6 +48,7 @@ fn method_label(method: &Method) -> &'static str {
 }
 
 /// "100" to "599" without allocating: the label of every status code an HTTP response can have.
+#[allow(clippy::indexing_slicing, reason = "a const loop over 0..500, the table's length")]
 static STATUS_CODES: [[u8; 3]; 500] = {
     let mut table = [[0u8; 3]; 500];
     let mut i = 0;

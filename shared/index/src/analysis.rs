@@ -83,7 +83,7 @@ pub fn words(text: &str) -> Vec<String> {
         *last = None;
         *has_core = false;
     };
-    let next_core = |from: usize| chars[from..].iter().map(|(_, k)| *k).find(|k| *k != Class::Extend);
+    let next_core = |from: usize| chars.iter().skip(from).map(|(_, k)| *k).find(|k| *k != Class::Extend);
     for (i, &(c, k)) in chars.iter().enumerate() {
         match k {
             Class::Extend => {

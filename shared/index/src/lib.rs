@@ -7,6 +7,8 @@
 //!   HTTP, feature `opensearch`) implement the port and pass one contract suite (`tests/index_contract.rs`);
 //! - [`reads`]: the read use cases the search endpoints call.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 pub mod analysis;
 pub mod document;
 pub mod embedded;

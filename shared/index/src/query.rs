@@ -240,7 +240,7 @@ impl Filters {
     /// A short digest of the filters, carried by cursors.
     fn fingerprint(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
-        Sha256::digest(&json)[..8].iter().map(|b| format!("{b:02x}")).collect()
+        Sha256::digest(&json).iter().take(8).map(|b| format!("{b:02x}")).collect()
     }
 }
 

@@ -9,6 +9,8 @@
 //! `plan-local reindex sweep|rebuild|drift` runs the reindex job against shared backends.
 //! Reads `.env` when present (see `.env.example`).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 mod reindex;
 
 use std::process::ExitCode;

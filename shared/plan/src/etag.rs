@@ -16,7 +16,7 @@ impl ETag {
     /// The strong tag of a representation: 128 bits of its SHA-256, so equal bytes, equal tag.
     pub fn of(representation: &[u8]) -> Self {
         let digest = Sha256::digest(representation);
-        let opaque = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let opaque = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         Self { weak: false, opaque }
     }
 

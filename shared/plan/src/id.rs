@@ -20,7 +20,7 @@ impl ObjectId {
     pub fn parse(raw: &str) -> Result<Self, InvalidObjectId> {
         let bytes = raw.as_bytes();
         let valid_first = bytes.first().is_some_and(u8::is_ascii_alphanumeric);
-        let valid_rest = bytes[1.min(bytes.len())..].iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        let valid_rest = bytes.iter().skip(1).all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
         if valid_first && valid_rest && bytes.len() <= MAX_ID_LEN { Ok(Self(raw.to_owned())) } else { Err(InvalidObjectId) }
     }
 

@@ -1,6 +1,9 @@
 //! The healthcare-plan domain. No HTTP, AWS, Redis or Kafka types: adapters implement the ports
 //! in [`store`], the HTTP edge calls the use cases in [`service`].
 
+// Panics outside tests only where an invariant is named (README, "Tests": lints).
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 pub mod env;
 pub mod error;
 pub mod etag;

@@ -27,12 +27,14 @@ pub const MAX_LISTED_VIOLATIONS: usize = 100;
 const MAX_POINTER_CHARS: usize = 200;
 const MAX_MESSAGE_CHARS: usize = 300;
 
+#[allow(clippy::expect_used, reason = "the bundled schema is a constant; the unit tests compile it")]
 static VALIDATOR: LazyLock<jsonschema::Validator> = LazyLock::new(|| {
     let schema: Value = serde_json::from_str(PLAN_SCHEMA).expect("the bundled plan schema is JSON");
     jsonschema::validator_for(&schema).expect("the bundled plan schema is a valid JSON Schema")
 });
 
 /// The schema's `maxItems` of `linkedPlanServices`, read from the schema so the two cannot drift.
+#[allow(clippy::expect_used, reason = "the bundled schema is a constant; the unit tests read this bound")]
 static MAX_PLAN_SERVICES: LazyLock<usize> = LazyLock::new(|| {
     let schema: Value = serde_json::from_str(PLAN_SCHEMA).expect("the bundled plan schema is JSON");
     let max = schema.pointer("/$defs/plan/properties/linkedPlanServices/maxItems").and_then(Value::as_u64);

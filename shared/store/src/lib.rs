@@ -4,6 +4,8 @@
 //! settings ([`RedisConfig`]) are read in every build, so that a process without the client still
 //! names a bad variable.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 mod config;
 mod embedded;
 #[cfg(feature = "redis")]

@@ -322,7 +322,7 @@ impl PlanReader for RedisStore {
             })
             .await?;
         let more = entries.len() > limit;
-        let entries = &entries[..entries.len().min(limit)];
+        let entries = entries.get(..limit).unwrap_or(entries.as_slice());
         let ids: Vec<ObjectId> = entries.iter().filter_map(|(id, _)| ObjectId::parse(id).ok()).collect();
         let rows: Vec<PlanRow> = self
             .with_conn(|conn| {
@@ -449,7 +449,8 @@ impl StoreWalk for RedisStore {
                         redis::cmd("ZSCAN").arg(walk_key).arg(position).arg("COUNT").arg(batch.max(1)).query_async(&mut conn).await
                     })
                     .await?;
-                let pairs: Vec<(String, String)> = flat.chunks_exact(2).map(|p| (p[0].clone(), p[1].clone())).collect();
+                let pairs: Vec<(String, String)> =
+                    flat.chunks_exact(2).filter_map(|p| Some((p.first()?.clone(), p.get(1)?.clone()))).collect();
                 let next = if next == "0" { "s:0".to_owned() } else { format!("z:{next}") };
                 (pairs.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>(), Some(next), pairs)
             }
@@ -655,8 +656,9 @@ fn walk_row(id: &ObjectId, reply: &[Value]) -> Result<WalkRow, StoreError> {
     let pending = number(pending)?.and_then(|v| u64::try_from(v).ok());
     let mut entries = Vec::with_capacity(outbox.len() / 2);
     for pair in outbox.chunks_exact(2) {
-        let version: u64 = text(&pair[0])?.and_then(|v| v.parse().ok()).ok_or_else(bad)?;
-        let entry = text(&pair[1])?.ok_or_else(bad)?;
+        let [version, entry] = pair else { return Err(bad()) };
+        let version: u64 = text(version)?.and_then(|v| v.parse().ok()).ok_or_else(bad)?;
+        let entry = text(entry)?.ok_or_else(bad)?;
         let mut parts = entry.splitn(3, ':');
         let (at, kind, rest) = (parts.next(), parts.next(), parts.next());
         let body = match (kind, rest) {

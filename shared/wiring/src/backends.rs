@@ -130,7 +130,8 @@ impl Backends {
         let index: Arc<dyn PlanIndex> = Arc::new(MeteredIndex::new(index));
         self.indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));
         self.publisher = Arc::new(MeteredPublisher::new(InProcessBus::start("plan_operations", self.indexer.clone())));
-        self.probes = vec![self.probes[0].clone(), index.clone()];
+        let store_probe = self.probes.first().cloned();
+        self.probes = store_probe.into_iter().chain([index.clone() as Arc<dyn Probe>]).collect();
         self.index = index;
         self
     }

@@ -10,6 +10,8 @@
 //! - [`reindex`]: the reindex jobs and their typed report;
 //! - [`emf`]: the Lambda functions' metrics exporter (CloudWatch embedded metric format).
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing))]
+
 #[cfg(feature = "local")]
 pub mod backends;
 pub mod config;

@@ -187,7 +187,7 @@ fn auth_config<'a>(deployment: Deployment, var: &impl Fn(&str) -> Option<&'a str
         }
         Deployment::Local if var("JWKS_URL").is_some() => verify("when JWKS_URL is set", problems),
         Deployment::Local => {
-            let algorithm = algorithms[0];
+            let algorithm = algorithms.first().copied().unwrap_or(Algorithm::RS256);
             if !matches!(algorithm, Algorithm::RS256 | Algorithm::ES256) {
                 problems.push("JWT_ALGORITHMS: the local development issuer signs with RS256 or ES256; list one of them first".to_owned());
             }

@@ -3,6 +3,8 @@
 //! when it fits and appended otherwise; the space it leaves is reclaimed by compaction once it
 //! is half of the arena.
 
+#![allow(clippy::indexing_slicing, reason = "a Span is made only by this arena (`replace`, `compact`) and always lies inside its items")]
+
 /// Where one part sits in its arena.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(super) struct Span {

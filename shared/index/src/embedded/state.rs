@@ -2,6 +2,11 @@
 //! pass over a few flat arrays and a write touches only its own slot; delete tombstones; and
 //! objectId owners for document lookups. Plain data; the caller holds the lock.
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "every column holds one entry per slot (grown together in `upsert`), and a slot comes only from `slot_of` or `free`, both below that length"
+)]
+
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;

@@ -64,8 +64,8 @@ async fn all(
     let mut after: Option<Vec<Value>> = None;
     loop {
         let mut body = json!({"size": WINDOW, "query": query, "sort": sort, "_source": source, "version": true, "track_total_hits": false});
-        if let Some(after) = &after {
-            body["search_after"] = Value::Array(after.clone());
+        if let (Some(after), Some(body)) = (&after, body.as_object_mut()) {
+            body.insert("search_after".to_owned(), Value::Array(after.clone()));
         }
         let Some(answer) = run(cluster, alias, &params, &body).await? else { return Ok(out) };
         let (_, hits) = hits_of(&answer)?;
@@ -100,8 +100,8 @@ pub(super) async fn search(cluster: &Cluster, alias: &str, query: &SearchQuery, 
         "sort": [{"creationDate": {"order": "desc"}}, {"objectId": {"order": "asc"}}],
         "_source": ["snapshot", "planVersion"],
     });
-    if let Some(after) = &query.after {
-        body["search_after"] = json!([i64::from(after.day()) * DAY_MS, after.plan_id]);
+    if let (Some(after), Some(body)) = (&query.after, body.as_object_mut()) {
+        body.insert("search_after".to_owned(), json!([i64::from(after.day()) * DAY_MS, after.plan_id]));
     }
     let Some(answer) = run(cluster, alias, &[], &body).await? else { return Ok(SearchPage::default()) };
     let (total, hits) = hits_of(&answer)?;

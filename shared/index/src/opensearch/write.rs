@@ -10,6 +10,11 @@
 //! v is written. When the plan document of an upsert is refused by a newer delete's tombstone,
 //! the children it wrote are deleted again (a second, rare bulk).
 
+#![allow(
+    clippy::indexing_slicing,
+    reason = "`outcomes` and `missing` are sized from the changes and targets they are indexed by, and `targets` always holds the live index at 0"
+)]
+
 use std::collections::{BTreeMap, HashMap};
 
 use plan::ObjectId;
