@@ -29,7 +29,7 @@ use serde_json::Value;
 
 /// The targets: every bootstrap under 8 MB, the median INIT under 15 ms. With
 /// `PLAN_TEST_LAMBDA_TARGETS=1` (`PLAN_TEST_LAMBDA_TARGETS=1 WITH_LAMBDA=1 scripts/test -p plan-e2e
-/// --test lambda_rie`, on an otherwise idle machine, since INIT is a time) a miss fails the test. Every
+/// --test e2e lambda_rie::`, on an otherwise idle machine, since INIT is a time) a miss fails the test. Every
 /// run fails when a bootstrap outgrows its budget ([`size_budget`]) or a function its memory.
 const TARGET_BOOTSTRAP_BYTES: u64 = 8_000_000;
 const TARGET_MEDIAN_INIT_MS: f64 = 15.0;

@@ -104,6 +104,9 @@ const SOURCES: &[(&str, Source)] = &[
     ("AWS_SECRET_ACCESS_KEY", Source::Runtime),
     ("AWS_SESSION_TOKEN", Source::Runtime),
     ("AWS_SAM_LOCAL", Source::Runtime),
+    // From the function's LoggingConfig (template.yaml's Globals).
+    ("AWS_LAMBDA_LOG_FORMAT", Source::Runtime),
+    ("AWS_LAMBDA_LOG_LEVEL", Source::Runtime),
     ("REDIS_TIMEOUT_MS", Source::Default),
     ("REDIS_CA_FILE", Source::Default),
     ("OPENSEARCH_INDEX", Source::Default),
@@ -120,6 +123,8 @@ const SOURCES: &[(&str, Source)] = &[
     // Deployed producers never create topics; the reindex setup job does.
     ("KAFKA_CREATE_TOPICS", Source::Default),
     ("JWT_ALGORITHMS", Source::Default),
+    // The local server's log filter; on Lambda only a fallback level when LoggingConfig sets none.
+    ("RUST_LOG", Source::Default),
     ("HOST", Source::LocalServer),
     ("PORT", Source::LocalServer),
     ("HEADER_TIMEOUT_MS", Source::LocalServer),
@@ -139,7 +144,8 @@ fn needed_by(source: Source, role: Role) -> bool {
     }
 }
 
-/// Every `var("NAME")` in the source of the shared crates: the variables the code reads.
+/// Every `var("NAME")` and `var(vars, "NAME")` in the source of the shared crates: the variables
+/// the code reads.
 fn variables_read_by_the_code() -> BTreeSet<String> {
     let mut names = BTreeSet::new();
     let mut dirs: Vec<_> =
@@ -151,7 +157,9 @@ fn variables_read_by_the_code() -> BTreeSet<String> {
                 dirs.push(path);
             } else if path.extension().is_some_and(|e| e == "rs") {
                 let text = std::fs::read_to_string(&path).unwrap();
-                for piece in text.split("var(\"").skip(1) {
+                // `var("NAME")` (std::env and the local `var` closures) and `var(vars, "NAME")`
+                // (plan::env::var, which every adapter's `from_vars` reads with).
+                for piece in text.split("var(\"").skip(1).chain(text.split("var(vars, \"").skip(1)) {
                     let name: String = piece.chars().take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_').collect();
                     if piece[name.len()..].starts_with("\")") && !name.is_empty() && !name.starts_with("PLAN_TEST_") {
                         names.insert(name);
