@@ -8,12 +8,14 @@ use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use jsonwebtoken::jwk::{AlgorithmParameters, EllipticCurve, Jwk, JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey};
 use serde::Deserialize;
 use serde_json::Value;
+// Tokio's clock (std's outside tests): the reload intervals are tested on its paused clock.
+use tokio::time::Instant;
 
 use super::{AuthError, AuthSetupError, TokenRejection};
 
@@ -438,3 +440,5 @@ mod tests {
 
 #[cfg(all(test, feature = "local-issuer"))]
 mod redirect_tests;
+#[cfg(all(test, feature = "local-issuer"))]
+mod timing_tests;
