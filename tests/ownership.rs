@@ -321,3 +321,51 @@ async fn the_walk_repairs_owner_entries_that_disagree_with_the_id_sets() {
     let again = plan_wiring::reindex::drift_check(&store, &plan_index::EmbeddedIndex::new(), &|_| {}).await.unwrap();
     assert!(again.repairs.iter().all(|r| matches!(r, plan::store::Repair::SharedObjectId { .. })), "{:#?}", again.repairs);
 }
+
+/// Every committed write leaves each of its ids confirmed at its version and the ids it dropped
+/// released, and a delete releases them all: nothing stays pending for the walk to finish (the
+/// claims, confirms and releases go one script per hash slot, one in all on a standalone Redis).
+async fn writes_confirm_and_release_their_ids(url: String, cluster: bool) {
+    let config = redis_config(url.split(',').map(str::to_owned).collect(), cluster);
+    let store = RedisStore::new(&config).unwrap();
+    let mut raw = raw(&url, cluster).await;
+    let owner_key = |id: &plan::ObjectId| format!("{}:obj:{{{id}}}", config.key_prefix);
+    let document = org_plan("a.example");
+    let first = write_of(document.clone(), Expected::Absent);
+    let plan_id = first.id.clone();
+    let v1 = store.commit(first.clone()).await.unwrap();
+    assert!(first.object_ids.len() >= 8, "the sample plan has its eight ids");
+    for id in &first.object_ids {
+        assert_eq!(raw.get(&owner_key(id)).await, Some(format!("{plan_id}:{v1}")), "{id} after the create");
+    }
+
+    let mut smaller = document;
+    smaller["linkedPlanServices"].as_array_mut().unwrap().truncate(1);
+    let second = write_of(smaller, Expected::Version(v1));
+    let v2 = store.commit(second.clone()).await.unwrap();
+    let dropped: Vec<&plan::ObjectId> = first.object_ids.iter().filter(|id| !second.object_ids.contains(id)).collect();
+    assert_eq!(dropped.len(), 3, "a linked plan service with its service and cost shares");
+    for id in &second.object_ids {
+        assert_eq!(raw.get(&owner_key(id)).await, Some(format!("{plan_id}:{v2}")), "{id} after the update");
+    }
+    for id in dropped {
+        assert_eq!(raw.get(&owner_key(id)).await, None, "{id} was dropped: released");
+    }
+
+    store.delete(&plan_id, v2).await.unwrap();
+    for id in &second.object_ids {
+        assert_eq!(raw.get(&owner_key(id)).await, None, "{id} after the delete");
+    }
+}
+
+#[tokio::test]
+async fn writes_confirm_and_release_every_id() {
+    let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
+    writes_confirm_and_release_their_ids(url, false).await;
+}
+
+#[tokio::test]
+async fn writes_confirm_and_release_every_id_in_a_cluster() {
+    let Some(urls) = service_var("PLAN_TEST_REDIS_CLUSTER_URLS") else { return };
+    writes_confirm_and_release_their_ids(urls, true).await;
+}

@@ -30,6 +30,10 @@
 //! 3. **confirm** each claim (`<plan>:<version>`), only if the entry is still that very claim, and
 //!    release the ids the plan dropped (only confirmed entries of an earlier version).
 //!
+//! Claims, confirms and releases go one script per hash slot: on a standalone Redis one script
+//! for all of a write's ids, on a cluster (where every objectId hashes to its own slot) mostly one
+//! per id. Each entry is decided on its own inside the script, exactly as one script per id would.
+//!
 //! Another plan may take an entry over only when it is stale: a confirmed entry, or a pending claim
 //! older than the lease L, *and* the holder's id set does not list the id; the takeover is a
 //! compare-and-set on the exact value seen. Why that is enough: the holder can add the id to its
@@ -44,6 +48,7 @@
 //! beyond L - W or a hand-edited key: the write answers an invariant violation (`Corrupt`, logged
 //! at error level) and the walk reports or repairs it.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -59,6 +64,7 @@ use plan::{ETag, ObjectId};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
+use redis::cluster_routing::Slot;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
 use tokio::sync::OnceCell;
 
@@ -71,6 +77,9 @@ const CLAIM_LEASE: Duration = Duration::from_secs(30);
 const COMMIT_WINDOW: Duration = Duration::from_secs(10);
 /// Claim-and-commit rounds before a write whose claims keep expiring gives up.
 const CLAIM_ATTEMPTS: u32 = 3;
+/// Owner entries one claim, confirm or release script takes at most: bounds how long one script
+/// holds Redis (a plan can carry thousands of objectIds).
+const KEYS_PER_SCRIPT: usize = 128;
 
 pub struct RedisStore {
     conn: Connection,
@@ -144,22 +153,61 @@ impl RedisStore {
         }
     }
 
+    /// Owner keys in the groups one script may take together, each with its position in `keys`:
+    /// on a standalone Redis all of them (in chunks of [`KEYS_PER_SCRIPT`]), on a cluster those of
+    /// one hash slot (a script touches one slot only; objectIds hash to their own slots, so there
+    /// this is mostly a key per script, as before). Cuts a write's round trips and scripts from one
+    /// per objectId to one per step.
+    fn script_groups(&self, keys: Vec<String>) -> Vec<Vec<(usize, String)>> {
+        let mut groups: Vec<Vec<(usize, String)>> = Vec::new();
+        let mut open: HashMap<Option<Slot>, usize> = HashMap::new();
+        let cluster = matches!(self.conn, Connection::Cluster { .. });
+        for (position, key) in keys.into_iter().enumerate() {
+            let slot = cluster.then(|| Slot::for_key(&key));
+            let group = match open.get(&slot).copied().filter(|&g| groups.get(g).is_some_and(|g| g.len() < KEYS_PER_SCRIPT)) {
+                Some(g) => g,
+                None => {
+                    groups.push(Vec::new());
+                    open.insert(slot, groups.len() - 1);
+                    groups.len() - 1
+                }
+            };
+            if let Some(group) = groups.get_mut(group) {
+                group.push((position, key));
+            }
+        }
+        groups
+    }
+
     /// Claims every objectId for `plan`, or names one that another plan holds. Returns each id's
     /// claim time (the owner node's clock, ms).
     async fn claim_all(&self, plan: &ObjectId, ids: &[ObjectId]) -> Result<Vec<u64>, WriteError> {
-        let outcomes = self
+        let groups = self.script_groups(ids.iter().map(|id| self.keys.owner(id)).collect());
+        let replies = self
             .with_conn(|conn| {
-                let calls = ids.iter().map(move |id| {
+                let calls = groups.iter().map(move |group| {
                     let mut conn = conn.clone();
-                    let key = self.keys.owner(id);
-                    async move {
-                        let reply: Vec<Value> = CLAIM.key(key).arg(plan.as_str()).invoke_async(&mut conn).await?;
-                        Ok::<_, RedisError>(Claim::from_reply(&reply))
+                    let mut invocation = CLAIM.prepare_invoke();
+                    for (_, key) in group {
+                        invocation.key(key);
                     }
+                    invocation.arg(plan.as_str());
+                    async move { invocation.invoke_async::<Vec<Vec<Value>>>(&mut conn).await }
                 });
                 try_join_all(calls)
             })
             .await?;
+        let mut outcomes: Vec<Claim> = ids.iter().map(|_| Claim::Unknown).collect();
+        for (group, reply) in groups.iter().zip(replies) {
+            if reply.len() != group.len() {
+                return Err(StoreError::corrupt("a claim script answered for another number of ids").into());
+            }
+            for ((position, _), answer) in group.iter().zip(reply) {
+                if let Some(outcome) = outcomes.get_mut(*position) {
+                    *outcome = Claim::from_reply(&answer);
+                }
+            }
+        }
         let mut times = Vec::with_capacity(ids.len());
         for (id, outcome) in ids.iter().zip(outcomes) {
             times.push(match outcome {
@@ -244,21 +292,35 @@ impl RedisStore {
     /// claims stay protected by the plan's id set, and the walk confirms them later. A claim found
     /// in another plan's hands is an invariant violation, returned as `Corrupt`.
     async fn settle_owners(&self, plan: &ObjectId, version: u64, held: &[(ObjectId, u64)], dropped: &[String]) -> Result<(), WriteError> {
+        let confirm_groups = self.script_groups(held.iter().map(|(id, _)| self.keys.owner(id)).collect());
+        let release_groups = self.script_groups(dropped.iter().map(|id| self.keys.owner_raw(id)).collect());
         let result = self
             .with_conn(|conn| {
                 let release_conn = conn.clone();
-                let confirms = held.iter().map(move |(id, claimed_at)| {
+                let confirms = confirm_groups.iter().map(move |group| {
                     let mut conn = conn.clone();
-                    let key = self.keys.owner(id);
+                    let mut invocation = CONFIRM.prepare_invoke();
+                    invocation.arg(plan.as_str()).arg(version);
+                    for (position, key) in group {
+                        invocation.key(key).arg(held.get(*position).map_or(0, |(_, claimed_at)| *claimed_at));
+                    }
                     async move {
-                        let ok: i64 = CONFIRM.key(key).arg(plan.as_str()).arg(version).arg(*claimed_at).invoke_async(&mut conn).await?;
-                        Ok::<_, RedisError>((ok == 0).then(|| id.clone()))
+                        let answers: Vec<i64> = invocation.invoke_async(&mut conn).await?;
+                        // 0: another plan's entry (an invariant violation); 1 and 2 are fine.
+                        let violations = group.iter().zip(answers).filter(|(_, answer)| *answer == 0);
+                        Ok::<_, RedisError>(
+                            violations.filter_map(|((position, _), _)| held.get(*position).map(|(id, _)| id.clone())).collect::<Vec<_>>(),
+                        )
                     }
                 });
-                let releases = dropped.iter().map(move |id| {
+                let releases = release_groups.iter().map(move |group| {
                     let mut conn = release_conn.clone();
-                    let key = self.keys.owner_raw(id);
-                    async move { RELEASE.key(key).arg(plan.as_str()).arg(version).invoke_async::<i64>(&mut conn).await.map(drop) }
+                    let mut invocation = RELEASE.prepare_invoke();
+                    for (_, key) in group {
+                        invocation.key(key);
+                    }
+                    invocation.arg(plan.as_str()).arg(version);
+                    async move { invocation.invoke_async::<Vec<i64>>(&mut conn).await.map(drop) }
                 });
                 async move {
                     let violations: Vec<ObjectId> = try_join_all(confirms).await?.into_iter().flatten().collect();
@@ -877,24 +939,33 @@ if #held > MAX_OUTBOX then
 end
 ";
 
-/// KEYS: owner entry. ARGV: plan id.
-/// Answers {"ours", claim time} (free, or this plan's own entry: rewritten as a fresh claim either
-/// way) or {"held", value, age of the pending claim in ms, or -1 when confirmed}.
+/// KEYS: owner entries (of one slot). ARGV: plan id.
+/// Answers, per key, {"ours", claim time} (free, or this plan's own entry: rewritten as a fresh
+/// claim either way) or {"held", value, age of the pending claim in ms, or -1 when confirmed}.
 static CLAIM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{NOW_MS}
-local value = redis.call('GET', KEYS[1])
-if value then
-  local owner, rest = string.match(value, '^([^:]+):(.*)$')
-  if owner ~= ARGV[1] then
-    local claimed = string.match(rest or '', '^0:(%d+)$')
-    local age = -1
-    if claimed then age = math.max(now - tonumber(claimed), 0) end
-    return {{'held', value, age}}
+local answers = {{}}
+for i, key in ipairs(KEYS) do
+  local value = redis.call('GET', key)
+  local held = nil
+  if value then
+    local owner, rest = string.match(value, '^([^:]+):(.*)$')
+    if owner ~= ARGV[1] then
+      local claimed = string.match(rest or '', '^0:(%d+)$')
+      local age = -1
+      if claimed then age = math.max(now - tonumber(claimed), 0) end
+      held = {{'held', value, age}}
+    end
+  end
+  if held then
+    answers[i] = held
+  else
+    redis.call('SET', key, ARGV[1] .. ':0:' .. string.format('%d', now))
+    answers[i] = {{'ours', now}}
   end
 end
-redis.call('SET', KEYS[1], ARGV[1] .. ':0:' .. string.format('%d', now))
-return {{'ours', now}}
+return answers
 "
     ))
 });
@@ -911,43 +982,55 @@ return now
     ))
 });
 
-/// KEYS: owner entry. ARGV: plan id, committed version, the claim time this write made.
-/// Confirms the entry at this version if it is still that claim (or an earlier confirmed version
-/// of this plan). Answers 1 (confirmed, or a later version already is), 2 (a newer claim of this
-/// plan: its own write confirms it), 0 (another plan's entry: an invariant violation).
+/// KEYS: owner entries (of one slot). ARGV: plan id, committed version, then for each key the
+/// claim time this write made. Confirms each entry at this version if it is still that claim (or
+/// an earlier confirmed version of this plan). Answers, per key, 1 (confirmed, or a later version
+/// already is), 2 (a newer claim of this plan: its own write confirms it), 0 (another plan's
+/// entry: an invariant violation).
 static CONFIRM: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local value = redis.call('GET', KEYS[1])
-if value then
-  local owner, rest = string.match(value, '^([^:]+):(.*)$')
-  if owner ~= ARGV[1] then return 0 end
-  local claimed = string.match(rest, '^0:(%d+)$')
-  if claimed then
-    if claimed ~= ARGV[3] then return 2 end
-  elseif (tonumber(rest) or 0) >= tonumber(ARGV[2]) then
-    return 1
+local function confirm(key, claimed_at)
+  local value = redis.call('GET', key)
+  if value then
+    local owner, rest = string.match(value, '^([^:]+):(.*)$')
+    if owner ~= ARGV[1] then return 0 end
+    local claimed = string.match(rest, '^0:(%d+)$')
+    if claimed then
+      if claimed ~= claimed_at then return 2 end
+    elseif (tonumber(rest) or 0) >= tonumber(ARGV[2]) then
+      return 1
+    end
   end
+  redis.call('SET', key, ARGV[1] .. ':' .. ARGV[2])
+  return 1
 end
-redis.call('SET', KEYS[1], ARGV[1] .. ':' .. ARGV[2])
-return 1
+local answers = {}
+for i, key in ipairs(KEYS) do answers[i] = confirm(key, ARGV[2 + i]) end
+return answers
 ",
     )
 });
 
-/// KEYS: owner entry. ARGV: plan id, the version that dropped the id. Deletes the entry only if
-/// an earlier confirmed version of this plan holds it (never a pending claim, never a later one).
+/// KEYS: owner entries (of one slot). ARGV: plan id, the version that dropped the ids. Deletes each
+/// entry only if an earlier confirmed version of this plan holds it (never a pending claim, never
+/// a later one). Answers, per key, 1 if deleted.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local value = redis.call('GET', KEYS[1])
-if not value then return 0 end
-local plan, version = string.match(value, '^([^:]+):(%d+)$')
-version = tonumber(version)
-if plan == ARGV[1] and version and version > 0 and version < tonumber(ARGV[2]) then
-  return redis.call('DEL', KEYS[1])
+local function release(key)
+  local value = redis.call('GET', key)
+  if not value then return 0 end
+  local plan, version = string.match(value, '^([^:]+):(%d+)$')
+  version = tonumber(version)
+  if plan == ARGV[1] and version and version > 0 and version < tonumber(ARGV[2]) then
+    return redis.call('DEL', key)
+  end
+  return 0
 end
-return 0
+local answers = {}
+for i, key in ipairs(KEYS) do answers[i] = release(key) end
+return answers
 ",
     )
 });
@@ -1135,3 +1218,48 @@ return removed
 ",
     )
 });
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    /// A store that never connects (building one opens no connection).
+    fn store(urls: &str) -> RedisStore {
+        let vars = HashMap::from([("REDIS_URL".to_owned(), urls.to_owned())]);
+        RedisStore::new(&RedisConfig::from_vars(&vars).unwrap().unwrap()).unwrap()
+    }
+
+    fn positions(groups: &[Vec<(usize, String)>]) -> Vec<Vec<usize>> {
+        groups.iter().map(|group| group.iter().map(|(position, _)| *position).collect()).collect()
+    }
+
+    // The standalone client needs a runtime to be built (it connects lazily, in the background).
+    #[tokio::test]
+    async fn a_standalone_redis_takes_a_writes_ids_in_one_script_per_chunk() {
+        let standalone = store("redis://127.0.0.1:1");
+        let keys: Vec<String> = (0..300).map(|n| standalone.keys.owner_raw(&format!("id-{n}"))).collect();
+        let groups = standalone.script_groups(keys.clone());
+        assert_eq!(groups.iter().map(Vec::len).collect::<Vec<_>>(), vec![KEYS_PER_SCRIPT, KEYS_PER_SCRIPT, 300 - 2 * KEYS_PER_SCRIPT]);
+        assert_eq!(positions(&groups).concat(), (0..300).collect::<Vec<_>>(), "every key once, in order");
+        assert!(groups.concat().iter().all(|(position, key)| keys.get(*position) == Some(key)));
+        assert!(standalone.script_groups(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn on_a_cluster_one_script_takes_only_keys_of_one_slot() {
+        let cluster = store("redis://127.0.0.1:1,redis://127.0.0.1:2");
+        let keys: Vec<String> = (0..40).map(|n| cluster.keys.owner_raw(&format!("id-{}", n % 20))).collect();
+        let groups = cluster.script_groups(keys.clone());
+        for group in &groups {
+            let slots: std::collections::HashSet<Slot> = group.iter().map(|(_, key)| Slot::for_key(key)).collect();
+            assert_eq!(slots.len(), 1, "{group:?}");
+        }
+        let distinct: std::collections::HashSet<Slot> = keys.iter().map(Slot::for_key).collect();
+        assert_eq!(groups.len(), distinct.len(), "one script per slot");
+        let mut seen = positions(&groups).concat();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..40).collect::<Vec<_>>());
+    }
+}
