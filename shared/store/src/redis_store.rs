@@ -156,8 +156,8 @@ impl RedisStore {
     /// Owner keys in the groups one script may take together, each with its position in `keys`:
     /// on a standalone Redis all of them (in chunks of [`KEYS_PER_SCRIPT`]), on a cluster those of
     /// one hash slot (a script touches one slot only; objectIds hash to their own slots, so there
-    /// this is mostly a key per script, as before). Cuts a write's round trips and scripts from one
-    /// per objectId to one per step.
+    /// this is mostly a key per script, as before). On a standalone Redis this cuts a write's
+    /// scripts from one per objectId to one per step.
     fn script_groups(&self, keys: Vec<String>) -> Vec<Vec<(usize, String)>> {
         let mut groups: Vec<Vec<(usize, String)>> = Vec::new();
         let mut open: HashMap<Option<Slot>, usize> = HashMap::new();
