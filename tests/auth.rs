@@ -234,7 +234,7 @@ fn fetching(source: JwksSource, timing: JwksTiming) -> Authenticator {
 // The reload intervals themselves (a minute for unknown kids, five seconds while nothing loaded,
 // an hour of age) are tested on tokio's paused clock beside the cache
 // (shared/http/src/auth/jwks/timing_tests.rs); here a live endpoint and the whole request path,
-// with intervals of zero where a test needs a reload, so nothing waits.
+// with intervals of zero where a test needs a reload, so no test waits out an interval.
 
 fn timing(min_refresh_ms: u64, max_age_ms: u64) -> JwksTiming {
     JwksTiming {
