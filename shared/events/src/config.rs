@@ -199,3 +199,51 @@ impl EventSettings {
         Ok(Self { kafka, msk_cluster_arn, sasl_secret_arn, change_events, topic, dead_letter_topic, replication_factor })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use plan::env::vars_of as vars;
+
+    use super::*;
+
+    #[test]
+    fn kafka_auth_modes_and_topic_creation() {
+        let kafka = |extra: &[(&str, &str)], deployment| {
+            let mut all = vec![("KAFKA_BOOTSTRAP_SERVERS", "b-1:9096")];
+            all.extend_from_slice(extra);
+            EventSettings::from_vars(deployment, &vars(&all)).map(|settings| settings.kafka.unwrap())
+        };
+        let local = kafka(&[], Deployment::Local).unwrap();
+        assert_eq!(
+            (local.auth.clone(), local.tls, local.topic_creation),
+            (KafkaAuth::None, false, TopicCreation::WithReplicationFactor(1))
+        );
+        let lambda = kafka(&[("KAFKA_AUTH", "tls")], Deployment::Lambda).unwrap();
+        assert_eq!(
+            (lambda.auth, lambda.tls, lambda.topic_creation),
+            (KafkaAuth::None, true, TopicCreation::Never),
+            "never auto-created on Lambda"
+        );
+        let created = kafka(&[("KAFKA_CREATE_TOPICS", "true")], Deployment::Lambda).unwrap();
+        assert_eq!(created.topic_creation, TopicCreation::WithReplicationFactor(3));
+        // The template never lets a deployed stack ask for 1 (KafkaReplicationFactor: MinValue 2);
+        // cargo lambda watch against a one-broker local Kafka does.
+        assert!(kafka(&[("KAFKA_REPLICATION_FACTOR", "0")], Deployment::Lambda).is_err());
+
+        let scram =
+            kafka(&[("KAFKA_AUTH", "scram"), ("KAFKA_SASL_USERNAME", "u"), ("KAFKA_SASL_PASSWORD", "hunter2")], Deployment::Local).unwrap();
+        assert!(matches!(&scram.auth, KafkaAuth::ScramSha512 { username, password } if username == "u" && password.0 == "hunter2"));
+        assert!(scram.tls, "MSK's SCRAM listener is TLS");
+        assert!(!format!("{scram:?}").contains("hunter2"), "the password stays out of Debug");
+        assert!(kafka(&[("KAFKA_AUTH", "scram")], Deployment::Local).is_err(), "credentials or a secret are required");
+        let from_secret = kafka(
+            &[("KAFKA_AUTH", "scram"), ("KAFKA_SASL_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:1:secret:AmazonMSK_x")],
+            Deployment::Local,
+        );
+        // Read here; the secret itself is resolved at cold start, which needs the `aws` feature.
+        assert!(from_secret.is_ok(), "{from_secret:?}");
+        assert!(kafka(&[("KAFKA_AUTH", "kerberos")], Deployment::Local).is_err());
+        let iam = kafka(&[("KAFKA_AUTH", "iam"), ("AWS_REGION", "eu-west-1")], Deployment::Local);
+        assert!(iam.is_ok(), "{iam:?}");
+    }
+}

@@ -54,3 +54,9 @@ pub fn list(raw: &str) -> Vec<String> {
 pub fn millis_in(range: std::ops::RangeInclusive<u64>) -> impl Fn(&str) -> Option<u64> {
     move |v| v.parse::<u64>().ok().filter(|ms| range.contains(ms))
 }
+
+/// Variables from name-value pairs: what tests and tools hand to a `from_vars` instead of the
+/// process environment.
+pub fn vars_of(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs.iter().map(|(name, value)| ((*name).to_owned(), (*value).to_owned())).collect()
+}

@@ -109,11 +109,9 @@ impl RedisConfig {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use plan::env::vars_of as vars;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use super::*;
 
     #[test]
     fn several_urls_mean_a_cluster_and_secrets_stay_out_of_debug() {

@@ -1221,14 +1221,13 @@ return removed
 
 #[cfg(test)]
 mod tests {
-    use std::collections::HashMap;
+    use plan::env::vars_of;
 
     use super::*;
 
     /// A store that never connects (building one opens no connection).
     fn store(urls: &str) -> RedisStore {
-        let vars = HashMap::from([("REDIS_URL".to_owned(), urls.to_owned())]);
-        RedisStore::new(&RedisConfig::from_vars(&vars).unwrap().unwrap()).unwrap()
+        RedisStore::new(&RedisConfig::from_vars(&vars_of(&[("REDIS_URL", urls)])).unwrap().unwrap()).unwrap()
     }
 
     fn positions(groups: &[Vec<(usize, String)>]) -> Vec<Vec<usize>> {

@@ -146,15 +146,12 @@ mod tests {
     use std::path::PathBuf;
 
     use jsonwebtoken::Algorithm;
-    use plan_events::{KafkaAuth, TopicCreation};
     use plan_http::auth::config::{JwksLocation, LOCAL_AUDIENCE, LOCAL_ISSUER};
     use plan_http::auth::{GatewayRules, Scope};
 
-    use super::*;
+    use plan::env::vars_of as vars;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use super::*;
 
     #[test]
     fn local_defaults_need_no_variables() {
@@ -315,49 +312,6 @@ mod tests {
         {
             assert!(Config::from_vars(Deployment::Local, &vars(&bad)).is_err(), "{bad:?}");
         }
-    }
-
-    #[test]
-    fn kafka_auth_modes_and_topic_creation() {
-        let kafka = |extra: &[(&str, &str)], deployment| {
-            let mut all = vec![("KAFKA_BOOTSTRAP_SERVERS", "b-1:9096"), ("REDIS_URL", "rediss://cache:6379")];
-            if deployment == Deployment::Lambda {
-                all.extend_from_slice(&LAMBDA_AUTH);
-            }
-            all.extend_from_slice(extra);
-            Config::from_vars(deployment, &vars(&all)).map(|c| c.events.kafka.unwrap())
-        };
-        let local = kafka(&[], Deployment::Local).unwrap();
-        assert_eq!(
-            (local.auth.clone(), local.tls, local.topic_creation),
-            (KafkaAuth::None, false, TopicCreation::WithReplicationFactor(1))
-        );
-        let lambda = kafka(&[("KAFKA_AUTH", "tls")], Deployment::Lambda).unwrap();
-        assert_eq!(
-            (lambda.auth, lambda.tls, lambda.topic_creation),
-            (KafkaAuth::None, true, TopicCreation::Never),
-            "never auto-created on Lambda"
-        );
-        let created = kafka(&[("KAFKA_CREATE_TOPICS", "true")], Deployment::Lambda).unwrap();
-        assert_eq!(created.topic_creation, TopicCreation::WithReplicationFactor(3));
-        // The template never lets a deployed stack ask for 1 (KafkaReplicationFactor: MinValue 2);
-        // cargo lambda watch against a one-broker local Kafka does.
-        assert!(kafka(&[("KAFKA_REPLICATION_FACTOR", "0")], Deployment::Lambda).is_err());
-
-        let scram =
-            kafka(&[("KAFKA_AUTH", "scram"), ("KAFKA_SASL_USERNAME", "u"), ("KAFKA_SASL_PASSWORD", "hunter2")], Deployment::Local).unwrap();
-        assert!(matches!(&scram.auth, KafkaAuth::ScramSha512 { username, password } if username == "u" && password.0 == "hunter2"));
-        assert!(scram.tls, "MSK's SCRAM listener is TLS");
-        assert!(!format!("{scram:?}").contains("hunter2"), "the password stays out of Debug");
-        assert!(kafka(&[("KAFKA_AUTH", "scram")], Deployment::Local).is_err(), "credentials or a secret are required");
-        let from_secret = kafka(
-            &[("KAFKA_AUTH", "scram"), ("KAFKA_SASL_SECRET_ARN", "arn:aws:secretsmanager:eu-west-1:1:secret:AmazonMSK_x")],
-            Deployment::Local,
-        );
-        assert_eq!(from_secret.is_ok(), cfg!(feature = "aws"), "secrets are resolved by the aws feature");
-        assert!(kafka(&[("KAFKA_AUTH", "kerberos")], Deployment::Local).is_err());
-        let iam = kafka(&[("KAFKA_AUTH", "iam"), ("AWS_REGION", "eu-west-1")], Deployment::Local);
-        assert_eq!(iam.is_ok(), cfg!(feature = "aws"));
     }
 
     #[test]

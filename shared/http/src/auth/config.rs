@@ -223,11 +223,9 @@ fn jwks_location(raw: &str, any_http_host: bool) -> Option<JwksLocation> {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use plan::env::vars_of as vars;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use super::*;
 
     #[test]
     fn unsafe_authentication_settings_are_refused_together() {

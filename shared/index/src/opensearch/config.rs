@@ -148,11 +148,9 @@ fn valid_alias(alias: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use plan::env::vars_of as vars;
 
-    fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
-    }
+    use super::*;
 
     #[test]
     fn unset_url_means_no_cluster() {

@@ -47,6 +47,15 @@ impl KeyFile {
     fn cache(&self) -> Arc<JwksCache> {
         Arc::new(JwksCache::new(JwksSource::File(self.path()), JwksTiming::default()))
     }
+
+    /// A file publishing `FIRST`'s key and a cache over it that has loaded it once.
+    async fn loaded() -> (Self, Arc<JwksCache>) {
+        let file = Self::new();
+        file.publish(&[&FIRST]);
+        let cache = file.cache();
+        assert!(known(cache.key(FIRST.kid()).await), "the first request loads the set");
+        (file, cache)
+    }
 }
 
 impl Drop for KeyFile {
@@ -100,10 +109,7 @@ async fn unknown_kids_reload_the_set_at_most_once_a_minute() {
 
 #[tokio::test(start_paused = true)]
 async fn rotation_adds_new_keys_and_a_removed_key_stops_verifying() {
-    let file = KeyFile::new();
-    file.publish(&[&FIRST]);
-    let cache = file.cache();
-    assert!(known(cache.key(FIRST.kid()).await));
+    let (file, cache) = KeyFile::loaded().await;
 
     // The issuer adds its next key and signs with it: picked up at first sight after the interval.
     file.publish(&[&FIRST, &NEXT]);
@@ -120,10 +126,7 @@ async fn rotation_adds_new_keys_and_a_removed_key_stops_verifying() {
 
 #[tokio::test(start_paused = true)]
 async fn a_set_past_its_max_age_is_refreshed_in_the_background() {
-    let file = KeyFile::new();
-    file.publish(&[&FIRST]);
-    let cache = file.cache();
-    assert!(known(cache.key(FIRST.kid()).await));
+    let (file, cache) = KeyFile::loaded().await;
     file.publish(&[&NEXT]);
 
     tokio::time::advance(Duration::from_secs(3599)).await;
