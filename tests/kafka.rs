@@ -19,6 +19,7 @@ fn config(bootstrap: &str, topic: &str) -> KafkaConfig {
         create_partitions: 3,
         topic_creation: plan_events::TopicCreation::WithReplicationFactor(1),
         auth: KafkaAuth::None,
+        linger: Duration::from_millis(2),
     }
 }
 
@@ -86,6 +87,35 @@ async fn an_unreachable_broker_fails_within_the_deadline() {
     assert!(publisher.publish(&event).await.is_err());
     assert!(publisher.ping().await.is_err());
     eprintln!("unreachable broker: publish failed after {:?}", started.elapsed());
+}
+
+/// Concurrent publishes share produce requests (a linger of 2 ms, the local default) and each
+/// caller is told its own record's place: the record at every acknowledged offset is that
+/// caller's event, and every event is stored exactly once.
+#[tokio::test]
+async fn concurrent_publishes_are_batched_and_each_lands_where_acknowledged() {
+    let Some(bootstrap) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
+    let config = config(&bootstrap, &format!("plan_operations_test_{}", tag()));
+    assert_eq!(config.linger, Duration::from_millis(2));
+    let publisher = KafkaPublisher::new(config.clone());
+    publisher.ensure_topic().await.unwrap();
+    let events: Vec<ChangeEvent> =
+        (0..64).map(|_| ChangeEvent::upsert(plan::validate::parse_plan(unique_plan(&tag())).unwrap(), 1, "req-batch")).collect();
+    let produced = futures_util::future::join_all(events.iter().map(|event| {
+        let headers: BTreeMap<String, Vec<u8>> = event.headers().into_iter().collect();
+        publisher.produce(event.plan_id.as_str(), event.to_json(), headers)
+    }))
+    .await;
+    let records = read_all(&config).await;
+    assert_eq!(records.len(), events.len(), "each event stored once");
+    let client = plan_events::kafka::connect(&config).await.unwrap();
+    for (event, place) in events.iter().zip(produced) {
+        let (partition, offset) = place.unwrap();
+        let partition_client = client.partition_client(config.topic.clone(), partition, UnknownTopicHandling::Retry).await.unwrap();
+        let (fetched, _) = partition_client.fetch_records(offset, 1..1_000_000, 100).await.unwrap();
+        let at = fetched.into_iter().find(|r| r.offset == offset).expect("a record at the acknowledged offset");
+        assert_eq!(ChangeEvent::decode(&at.record.value.unwrap()).unwrap(), *event);
+    }
 }
 
 /// A plan just under the stored-plan limit (long names everywhere), as a change event: it fits

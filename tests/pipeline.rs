@@ -29,6 +29,7 @@ fn kafka_config(bootstrap: &str, timeout: Duration) -> KafkaConfig {
         create_partitions: 3,
         topic_creation: plan_events::TopicCreation::WithReplicationFactor(1),
         auth: KafkaAuth::None,
+        linger: Duration::from_millis(2),
     }
 }
 

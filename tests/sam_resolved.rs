@@ -117,6 +117,8 @@ const SOURCES: &[(&str, Source)] = &[
     ("OPENSEARCH_PASSWORD", Source::Default),
     ("KAFKA_TLS", Source::Default),
     ("KAFKA_TIMEOUT_MS", Source::Default),
+    // A Lambda instance serves one request at a time: nothing to batch, so no linger (0).
+    ("KAFKA_LINGER_MS", Source::Default),
     // Passwords never sit in a deployed function's environment: KAFKA_SASL_SECRET_ARN instead.
     ("KAFKA_SASL_USERNAME", Source::Default),
     ("KAFKA_SASL_PASSWORD", Source::Default),

@@ -93,6 +93,7 @@ async fn main() {
         create_partitions: 3,
         topic_creation: plan_events::TopicCreation::WithReplicationFactor(1),
         auth: KafkaAuth::None,
+        linger: Duration::from_millis(2),
     };
     let index = Arc::new(EmbeddedIndex::new());
     let indexer = Arc::new(Indexer::new(index.clone(), Arc::new(MemoryDeadLetters::default())));

@@ -24,6 +24,9 @@ pub struct KafkaConfig {
     pub topic_creation: TopicCreation,
     /// How the brokers authenticate this client.
     pub auth: KafkaAuth,
+    /// How long a record waits for others to the same partition before they go out in one
+    /// produce request; zero: every record is its own request.
+    pub linger: Duration,
 }
 
 /// What a producer does when its topic does not exist.
@@ -63,8 +66,8 @@ pub enum KafkaAuth {
 pub struct EventSettings {
     /// `KAFKA_BOOTSTRAP_SERVERS` (comma-separated `host:port`), `KAFKA_TLS`, `KAFKA_TIMEOUT_MS`
     /// (default 1000), `KAFKA_PARTITIONS` (default 3, used only when this process creates the
-    /// topic), `KAFKA_AUTH`. Unset (and no `MSK_CLUSTER_ARN`): no Kafka (the local server's
-    /// in-process bus).
+    /// topic), `KAFKA_AUTH`, `KAFKA_LINGER_MS` (default 2 locally, 0 on Lambda). Unset (and no
+    /// `MSK_CLUSTER_ARN`): no Kafka (the local server's in-process bus).
     pub kafka: Option<KafkaConfig>,
     /// `MSK_CLUSTER_ARN`: with no `KAFKA_BOOTSTRAP_SERVERS`, the brokers are looked up once per
     /// cold start with MSK's GetBootstrapBrokers (IAM listener; `aws` feature).
@@ -102,6 +105,16 @@ impl EventSettings {
             "milliseconds from 50 to 30000",
             &mut problems,
             millis_in(50..=30_000),
+        );
+        // A linger pays where requests publish concurrently: the local server. A Lambda instance
+        // serves one request at a time, so there a linger would only delay every write.
+        let linger_ms = parse_or(
+            var("KAFKA_LINGER_MS"),
+            if deployment == Deployment::Local { 2 } else { 0 },
+            "KAFKA_LINGER_MS",
+            "milliseconds from 0 to 100",
+            &mut problems,
+            |v| v.parse::<u64>().ok().filter(|n| *n <= 100),
         );
         let partitions = parse_or(var("KAFKA_PARTITIONS"), 3, "KAFKA_PARTITIONS", "a partition count from 1 to 1000", &mut problems, |v| {
             v.parse::<i32>().ok().filter(|n| (1..=1000).contains(n))
@@ -184,6 +197,7 @@ impl EventSettings {
             create_partitions: partitions,
             topic_creation: if create_topics { TopicCreation::WithReplicationFactor(replication_factor) } else { TopicCreation::Never },
             auth,
+            linger: Duration::from_millis(linger_ms),
         });
         let change_events = parse_or(var("CHANGE_EVENTS"), true, "CHANGE_EVENTS", "on or off", &mut problems, |v| match v {
             "on" => Some(true),
@@ -245,5 +259,20 @@ mod tests {
         assert!(kafka(&[("KAFKA_AUTH", "kerberos")], Deployment::Local).is_err());
         let iam = kafka(&[("KAFKA_AUTH", "iam"), ("AWS_REGION", "eu-west-1")], Deployment::Local);
         assert!(iam.is_ok(), "{iam:?}");
+    }
+
+    #[test]
+    fn records_linger_locally_only_unless_told() {
+        let linger = |extra: &[(&str, &str)], deployment| {
+            let mut all = vec![("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")];
+            all.extend_from_slice(extra);
+            EventSettings::from_vars(deployment, &vars(&all)).map(|settings| settings.kafka.unwrap().linger)
+        };
+        assert_eq!(linger(&[], Deployment::Local).unwrap(), Duration::from_millis(2));
+        assert_eq!(linger(&[], Deployment::Lambda).unwrap(), Duration::ZERO, "one request at a time: nothing to wait for");
+        assert_eq!(linger(&[("KAFKA_LINGER_MS", "0")], Deployment::Local).unwrap(), Duration::ZERO);
+        assert_eq!(linger(&[("KAFKA_LINGER_MS", "5")], Deployment::Lambda).unwrap(), Duration::from_millis(5));
+        let problems = linger(&[("KAFKA_LINGER_MS", "500")], Deployment::Local).unwrap_err();
+        assert!(problems.iter().any(|p| p.starts_with("KAFKA_LINGER_MS")), "{problems:?}");
     }
 }

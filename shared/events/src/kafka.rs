@@ -9,7 +9,7 @@ use async_trait::async_trait;
 use plan::events::{ChangeEvent, ChangePublisher, PublishError, PublishErrorKind};
 use plan::probe::{Probe, ProbeError};
 use rskafka::BackoffConfig;
-use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::client::{Client, ClientBuilder};
 use rskafka::record::Record;
 use tokio::sync::Mutex;
@@ -18,10 +18,16 @@ use crate::config::{KafkaAuth, KafkaConfig, TopicCreation};
 use crate::indexer::{DeadLetter, DeadLetters};
 use crate::murmur2::partition_for;
 
+mod partition;
+
+use partition::PartitionProducer;
+
 /// A producer with durable acknowledgement (rskafka always asks for acks = all), connected on
 /// first use so that a cold start never waits for the brokers. After a failed produce the
 /// connection, the topic metadata and the partition clients are all dropped and rebuilt on the
 /// next call: a restarted broker, a moved partition leader or a re-created topic are picked up.
+/// With a linger (`KAFKA_LINGER_MS`), the records that concurrent requests produce to a partition
+/// go out together, one produce request per batch.
 pub struct KafkaPublisher {
     config: KafkaConfig,
     connection: Mutex<Option<Arc<Connection>>>,
@@ -31,7 +37,7 @@ pub struct KafkaPublisher {
 struct Connection {
     client: Arc<Client>,
     partition_count: i32,
-    partitions: Mutex<HashMap<i32, Arc<PartitionClient>>>,
+    partitions: Mutex<HashMap<i32, Arc<PartitionProducer>>>,
 }
 
 type KafkaError = rskafka::client::error::Error;
@@ -83,14 +89,17 @@ impl KafkaPublisher {
         }
     }
 
-    async fn partition_client(&self, connection: &Connection, partition: i32) -> Result<Arc<PartitionClient>, KafkaError> {
-        let mut clients = connection.partitions.lock().await;
-        if let Some(client) = clients.get(&partition) {
-            return Ok(client.clone());
+    async fn partition(&self, connection: &Connection, partition: i32) -> Result<Arc<PartitionProducer>, KafkaError> {
+        let mut producers = connection.partitions.lock().await;
+        if let Some(producer) = producers.get(&partition) {
+            return Ok(producer.clone());
         }
-        let client = Arc::new(connection.client.partition_client(self.config.topic.clone(), partition, UnknownTopicHandling::Retry).await?);
-        clients.insert(partition, client.clone());
-        Ok(client)
+        let client = connection.client.partition_client(self.config.topic.clone(), partition, UnknownTopicHandling::Retry).await?;
+        // LZ4: a plan snapshot's JSON shrinks several times, the codec is cheap and every
+        // consumer here (MSK's event source mapping, rskafka, Kafka's own clients) reads it.
+        let producer = Arc::new(PartitionProducer::new(Arc::new(client), CHANGE_EVENT_COMPRESSION, self.config.linger));
+        producers.insert(partition, producer.clone());
+        Ok(producer)
     }
 
     /// Connects and makes sure the topic exists (creating it as [`TopicCreation`] allows: the
@@ -109,17 +118,14 @@ impl KafkaPublisher {
     #[tracing::instrument(name = "kafka.produce", skip_all, fields(topic = %self.config.topic, bytes = value.len()))]
     pub async fn produce(&self, key: &str, value: Vec<u8>, headers: BTreeMap<String, Vec<u8>>) -> Result<(i32, i64), PublishError> {
         let work = async {
-            let connection = self.connection().await?;
+            let connection = self.connection().await.map_err(publish_error)?;
             let partition = partition_for(key.as_bytes(), connection.partition_count);
-            let partition_client = self.partition_client(&connection, partition).await?;
+            let producer = self.partition(&connection, partition).await.map_err(publish_error)?;
             let record = Record { key: Some(key.as_bytes().to_vec()), value: Some(value), headers, timestamp: chrono::Utc::now() };
-            // LZ4: a plan snapshot's JSON shrinks several times, the codec is cheap and every
-            // consumer here (MSK's event source mapping, rskafka, Kafka's own clients) reads it.
-            let offsets = partition_client.produce(vec![record], CHANGE_EVENT_COMPRESSION).await?;
-            Ok::<_, KafkaError>((partition, offsets.first().copied().unwrap_or_default()))
+            Ok::<_, PublishError>((partition, producer.produce(record).await?))
         };
         let result = match tokio::time::timeout(self.config.timeout, work).await {
-            Ok(result) => result.map_err(publish_error),
+            Ok(result) => result,
             Err(_) => Err(PublishError::new(format!("Kafka did not acknowledge within {:?}", self.config.timeout))),
         };
         // A refused record says nothing about the connection; anything else rebuilds it.
@@ -133,19 +139,23 @@ impl KafkaPublisher {
 /// A broker's refusal of the record itself is `Rejected` (the next record may go through); every
 /// other failure says the broker cannot be reached.
 fn publish_error(error: KafkaError) -> PublishError {
+    if is_refusal(&error) { PublishError::rejected(error) } else { PublishError::new(error) }
+}
+
+/// Whether the brokers refused the records for what they are, rather than failed to take them.
+fn is_refusal(error: &KafkaError) -> bool {
     use rskafka::client::error::ProtocolError;
-    match &error {
+    matches!(
+        error,
         KafkaError::ServerError {
-            protocol_error:
-                ProtocolError::MessageTooLarge
+            protocol_error: ProtocolError::MessageTooLarge
                 | ProtocolError::RecordListTooLarge
                 | ProtocolError::InvalidRecord
                 | ProtocolError::CorruptMessage
                 | ProtocolError::InvalidTimestamp,
             ..
-        } => PublishError::rejected(error),
-        _ => PublishError::new(error),
-    }
+        }
+    )
 }
 
 #[async_trait]

@@ -100,6 +100,7 @@ fn config(bootstrap: &str) -> KafkaConfig {
         create_partitions: 1,
         topic_creation: plan_events::TopicCreation::WithReplicationFactor(1),
         auth: KafkaAuth::None,
+        linger: Duration::ZERO,
     }
 }
 
