@@ -30,7 +30,7 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// The plan schema compiled into Rust when this crate is built (jsonschema's `validator` macro,
 /// which reads the same file as [`PLAN_SCHEMA`] and rebuilds when it changes): nothing to compile
 /// at a cold start, and a writing function links the checks this schema uses instead of the
-/// validator's whole runtime (every keyword, format and both regex engines: 1.75 MB of each
+/// validator's whole runtime (every keyword, format and both regex engines: about 1.9 MB of each
 /// writer's bootstrap). Its three patterns use only ASCII classes, anchors and bounded
 /// repetition, where ECMA-262 (the schema's dialect) and the `regex` engine agree, so they run on
 /// that engine; a pattern that needs lookaround or backreferences needs `engine = fancy_regex`.

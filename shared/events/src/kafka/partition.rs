@@ -14,8 +14,9 @@ use rskafka::record::Record;
 use super::{KafkaError, is_refusal, publish_error};
 
 /// At most this many bytes of records (keys, values and headers, before compression) go in one
-/// batch: under the brokers' default `message.max.bytes` (1 MiB, also MSK's), which limits the
-/// compressed batch, so a batch is never refused for its size. A larger record goes alone.
+/// batch: under Kafka's default `message.max.bytes` (1,048,588 bytes), which limits the compressed
+/// batch, so a batch is not refused for its size on a broker with that default. A larger record
+/// goes alone.
 pub(super) const MAX_BATCH_BYTES: usize = 1_000_000;
 
 /// The producer of one partition of the topic.
