@@ -9,6 +9,8 @@ use serde_json::Value;
 
 use crate::model::Plan;
 
+mod pattern;
+
 /// The schema file, as served at `GET /v1/schema/plan`.
 pub const PLAN_SCHEMA: &str = include_str!("../schema/plan.schema.json");
 
@@ -28,13 +30,16 @@ const MAX_POINTER_CHARS: usize = 200;
 const MAX_MESSAGE_CHARS: usize = 300;
 
 /// The plan schema compiled into Rust when this crate is built (jsonschema's `validator` macro,
-/// which reads the same file as [`PLAN_SCHEMA`] and rebuilds when it changes): nothing to compile
-/// at a cold start, and a writing function links the checks this schema uses instead of the
-/// validator's whole runtime (every keyword, format and both regex engines: about 1.9 MB of each
-/// writer's bootstrap). Its three patterns use only ASCII classes, anchors and bounded
-/// repetition, where ECMA-262 (the schema's dialect) and the `regex` engine agree, so they run on
-/// that engine; a pattern that needs lookaround or backreferences needs `engine = fancy_regex`.
-#[jsonschema::validator(path = "schema/plan.schema.json", pattern_options = { engine = regex })]
+/// which rebuilds when its file changes): nothing to compile at a cold start, and a writing
+/// function links the checks this schema uses instead of the validator's whole runtime (every
+/// keyword, format and both regex engines: about 1.9 MB of each writer's bootstrap). Its file is
+/// the served schema with `pattern` renamed to [`pattern::KEYWORD`], matched with `regex-lite`
+/// (the module says why); the unit tests check that the two files agree and that the compiled
+/// validator judges every document as the served schema does.
+#[jsonschema::validator(
+    path = "schema/plan.compiled.schema.json",
+    keywords = { "x-pattern" => crate::validate::pattern::factory }
+)]
 struct PlanSchema;
 
 /// The schema's `maxItems` of `linkedPlanServices`, read from the schema so the two cannot drift.
@@ -286,6 +291,31 @@ mod tests {
         warm_up();
     }
 
+    /// The compiled validator's file is the served schema with each `pattern` renamed, and
+    /// nothing else changed. After an edit of the served schema, remake it with
+    /// `sed 's/"pattern":/"x-pattern":/' schema/plan.schema.json > schema/plan.compiled.schema.json`.
+    #[test]
+    fn the_compiled_schema_is_the_served_one_with_its_patterns_renamed() {
+        let compiled = include_str!("../schema/plan.compiled.schema.json");
+        let renamed = PLAN_SCHEMA.replace(r#""pattern":"#, &format!("{:?}:", pattern::KEYWORD));
+        assert!(compiled == renamed, "schema/plan.compiled.schema.json is out of date (see this test's comment)");
+        // Every `pattern` keyword of the served schema was renamed, and only those.
+        fn keywords(value: &Value, name: &str) -> usize {
+            match value {
+                Value::Object(map) => {
+                    usize::from(map.get(name).is_some_and(Value::is_string)) + map.values().map(|v| keywords(v, name)).sum::<usize>()
+                }
+                Value::Array(items) => items.iter().map(|v| keywords(v, name)).sum(),
+                _ => 0,
+            }
+        }
+        let served: Value = serde_json::from_str(PLAN_SCHEMA).unwrap();
+        let compiled: Value = serde_json::from_str(compiled).unwrap();
+        assert_eq!(keywords(&served, "pattern"), 3);
+        assert_eq!(keywords(&compiled, pattern::KEYWORD), 3);
+        assert_eq!(keywords(&compiled, "pattern"), 0);
+    }
+
     /// The compiled-in validator and the runtime one, built from the schema as served, agree on
     /// every document: the same verdict and the same errors (where and why), in the same order.
     #[test]
@@ -294,7 +324,7 @@ mod tests {
         let errors = |document: &Value, compiled: bool| -> Vec<(String, String)> {
             let listed: Vec<_> =
                 if compiled { PlanSchema::iter_errors(document).collect() } else { runtime.iter_errors(document).collect() };
-            listed.iter().map(|e| (e.instance_path().as_str().to_owned(), e.to_string())).collect()
+            listed.iter().map(|e| (e.instance_path().as_str().to_owned(), display_clipped(e, MAX_MESSAGE_CHARS))).collect()
         };
         let mut documents = vec![sample(), json!({}), json!([]), json!("plan"), json!(null)];
         let edits: &[(&str, Value)] = &[
@@ -303,6 +333,8 @@ mod tests {
             ("/objectId", json!("x".repeat(129))),
             ("/objectId", json!(12)),
             ("/_org", json!("example .com")),
+            ("/_org", json!("é".repeat(400))),
+            ("/objectId", json!(format!("{}\n", "x".repeat(20)))),
             ("/creationDate", json!("2017-13-12")),
             ("/creationDate", json!("12-12-2017\n")),
             ("/creationDate", json!("12/12/2017")),
@@ -340,6 +372,55 @@ mod tests {
         }
         let valid: Vec<&Value> = documents.iter().filter(|d| PlanSchema::is_valid(d)).collect();
         assert_eq!(valid.len(), 1, "only the sample itself is valid: {valid:?}");
+    }
+
+    /// The patterns' DFAs accept exactly what jsonschema's runtime `pattern` accepts: strings
+    /// near each pattern's edges (its classes and the characters next to them, lengths around
+    /// its bounds, line breaks, non-ASCII), in every patterned field.
+    mod patterns {
+        use super::*;
+        use proptest::prelude::*;
+        use std::sync::LazyLock;
+
+        static RUNTIME: LazyLock<jsonschema::Validator> =
+            LazyLock::new(|| jsonschema::validator_for(&serde_json::from_str(PLAN_SCHEMA).unwrap()).unwrap());
+
+        fn near_the_patterns() -> impl Strategy<Value = String> {
+            let piece = prop_oneof![
+                4 => proptest::char::range('0', '9'),
+                4 => proptest::char::range('a', 'z'),
+                2 => proptest::char::range('A', 'Z'),
+                3 => prop::sample::select(vec!['-', '.', '_', ' ', '\n', '/', '+', ':', '@', '`', '[', '{', 'é', 'Ａ', '١', '\u{0}']),
+            ];
+            let long = (prop::sample::select(vec![125usize, 126, 127, 128, 129, 250, 251, 252, 253, 254]), proptest::char::range('a', 'c'))
+                .prop_map(|(len, c)| std::iter::repeat_n(c, len).collect::<String>());
+            let date = (0u32..14, 0u32..33, 0u32..10_000, prop::bool::ANY)
+                .prop_map(|(m, d, y, us)| if us { format!("{m:02}-{d:02}-{y:04}") } else { format!("{y:04}-{m:02}-{d:02}") });
+            prop_oneof![
+                4 => proptest::collection::vec(piece, 0..12).prop_map(|cs| cs.into_iter().collect::<String>()),
+                2 => long.clone(),
+                1 => (long, "[-._a-z]{0,2}").prop_map(|(l, tail)| l + &tail),
+                3 => date,
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(512))]
+            #[test]
+            fn the_dfas_accept_what_the_runtime_pattern_accepts(text in near_the_patterns(), field in 0usize..4) {
+                let mut document = sample();
+                match field {
+                    0 => document["objectId"] = json!(text),
+                    1 => document["_org"] = json!(text),
+                    2 => document["creationDate"] = json!(text),
+                    _ => document["linkedPlanServices"][0]["linkedService"]["objectId"] = json!(text),
+                }
+                prop_assert_eq!(PlanSchema::is_valid(&document), RUNTIME.is_valid(&document), "{:?}", text);
+                let compiled: Vec<String> = PlanSchema::iter_errors(&document).map(|e| display_clipped(&e, MAX_MESSAGE_CHARS)).collect();
+                let runtime: Vec<String> = RUNTIME.iter_errors(&document).map(|e| display_clipped(&e, MAX_MESSAGE_CHARS)).collect();
+                prop_assert_eq!(compiled, runtime);
+            }
+        }
     }
 
     #[test]
