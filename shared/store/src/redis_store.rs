@@ -33,6 +33,9 @@
 //! Claims, confirms and releases go one script per hash slot: on a standalone Redis one script
 //! for all of a write's ids, on a cluster (where every objectId hashes to its own slot) mostly one
 //! per id. Each entry is decided on its own inside the script, exactly as one script per id would.
+//! Steps on independent keys are sent together, so the store's part of a create is four round
+//! trips (the walk registration with the claims, the commit, the listing order with the confirms,
+//! then the outbox mark after the publish) and of a delete three.
 //!
 //! Another plan may take an entry over only when it is stale: a confirmed entry, or a pending claim
 //! older than the lease L, *and* the holder's id set does not list the id; the takeover is a
@@ -54,7 +57,7 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use futures_util::future::try_join_all;
+use futures_util::future::{join, try_join, try_join_all};
 use plan::probe::{Probe, ProbeError};
 use plan::store::{
     Expected, MAX_OUTBOX_PER_PLAN, PageMark, PlanPage, PlanReader, PlanState, PlanWrite, PlanWriter, Repair, StoreError, StoreWalk,
@@ -323,9 +326,8 @@ impl RedisStore {
                     async move { invocation.invoke_async::<Vec<i64>>(&mut conn).await.map(drop) }
                 });
                 async move {
-                    let violations: Vec<ObjectId> = try_join_all(confirms).await?.into_iter().flatten().collect();
-                    try_join_all(releases).await?;
-                    Ok(violations)
+                    let (confirmed, _) = try_join(try_join_all(confirms), try_join_all(releases)).await?;
+                    Ok(confirmed.into_iter().flatten().collect::<Vec<ObjectId>>())
                 }
             })
             .await;
@@ -422,17 +424,20 @@ impl PlanWriter for RedisStore {
             // after the commit cannot hide the plan from the sweep; the registration time counts
             // as a claim (the commit refuses it past the window), which is what lets the walk
             // prune the registrations of creates that never committed.
-            let (seq, registered_at) = match write.expected {
-                Expected::Absent => {
-                    let (seq_key, walk_key, id) = (self.keys.seq(), self.keys.walk(), write.id.as_str());
-                    let (seq, at): (u64, u64) = self
-                        .with_conn(|mut conn| async move { REGISTER.key(seq_key).key(walk_key).arg(id).invoke_async(&mut conn).await })
-                        .await?;
-                    (seq.to_string(), Some(at))
+            // The registration and the claims touch different keys: one round trip for both.
+            let register = async {
+                match write.expected {
+                    Expected::Absent => {
+                        let (seq_key, walk_key, id) = (self.keys.seq(), self.keys.walk(), write.id.as_str());
+                        let (seq, at): (u64, u64) = self
+                            .with_conn(|mut conn| async move { REGISTER.key(seq_key).key(walk_key).arg(id).invoke_async(&mut conn).await })
+                            .await?;
+                        Ok::<_, WriteError>((seq.to_string(), Some(at)))
+                    }
+                    Expected::Version(_) => Ok((String::new(), None)),
                 }
-                Expected::Version(_) => (String::new(), None),
             };
-            let times = self.claim_all(&write.id, &write.object_ids).await?;
+            let ((seq, registered_at), times) = try_join(register, self.claim_all(&write.id, &write.object_ids)).await?;
             let oldest = times.iter().copied().chain(registered_at).min().map(|t| t.to_string()).unwrap_or_default();
             let reply: Vec<Value> = self
                 .with_conn(|mut conn| {
@@ -465,9 +470,12 @@ impl PlanWriter for RedisStore {
         let (version, answer) = versioned_ids(&reply)?;
         let [seq, previous_org, dropped @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
         let previous_org = Some(previous_org.as_str()).filter(|org| !org.is_empty());
-        self.update_order(&write.id, seq, previous_org, Some(&write.org)).await;
         let held: Vec<(ObjectId, u64)> = write.object_ids.iter().cloned().zip(claims).collect();
-        self.settle_owners(&write.id, version, &held, dropped).await?;
+        // The listings and the owner entries are independent keys: one round trip for both.
+        let ((), settled) =
+            join(self.update_order(&write.id, seq, previous_org, Some(&write.org)), self.settle_owners(&write.id, version, &held, dropped))
+                .await;
+        settled?;
         Ok(version)
     }
 
@@ -481,8 +489,9 @@ impl PlanWriter for RedisStore {
             .await?;
         let (tombstone_version, answer) = versioned_ids(&reply)?;
         let [org, seq, released @ ..] = answer.as_slice() else { return Err(WriteError::VersionConflict) };
-        self.update_order(id, seq, Some(org.as_str()), None).await;
-        self.settle_owners(id, tombstone_version, &[], released).await?;
+        let ((), settled) =
+            join(self.update_order(id, seq, Some(org.as_str()), None), self.settle_owners(id, tombstone_version, &[], released)).await;
+        settled?;
         Ok(tombstone_version)
     }
 
