@@ -33,9 +33,9 @@ const MAX_MESSAGE_CHARS: usize = 300;
 /// which rebuilds when its file changes): nothing to compile at a cold start, and a writing
 /// function links the checks this schema uses instead of the validator's whole runtime (every
 /// keyword, format and both regex engines: about 1.9 MB of each writer's bootstrap). Its file is
-/// the served schema with `pattern` renamed to [`pattern::KEYWORD`], matched with `regex-lite`
-/// (the module says why); the unit tests check that the two files agree and that the compiled
-/// validator judges every document as the served schema does.
+/// the served schema with `pattern` renamed to [`pattern::KEYWORD`], matched with DFAs that
+/// build.rs compiles (the module says why); the unit tests check that the two files agree and that
+/// the compiled validator judges every document as the served schema does.
 #[jsonschema::validator(
     path = "schema/plan.compiled.schema.json",
     keywords = { "x-pattern" => crate::validate::pattern::factory }

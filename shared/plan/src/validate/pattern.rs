@@ -38,7 +38,7 @@ pub(super) fn factory<'a>(
     value: &'a Value,
     _location: Location,
 ) -> Result<Box<dyn for<'i> Keyword<'i>>, ValidationError<'a>> {
-    let wanted = value.as_str().ok_or_else(|| ValidationError::schema(format!("{KEYWORD} is a string")))?;
+    let wanted = value.as_str().ok_or_else(|| ValidationError::schema(format!("{KEYWORD} must be a string")))?;
     let (source, bytes) = PATTERNS
         .iter()
         .find(|(source, _)| *source == wanted)
