@@ -1,6 +1,7 @@
-//! Compiles every `pattern` of the plan schema into a serialized DFA (regex-automata) for the
-//! compiled validator's `x-pattern` keyword, which matches with it and links no regex compiler
-//! (src/validate/pattern.rs says why). Each pattern is first translated from ECMA-262 as
+//! Reads what the code needs from the plan schema when the crate is built: every `pattern`,
+//! compiled into a serialized DFA (regex-automata) for the compiled validator's `x-pattern`
+//! keyword, which matches with it and links no regex compiler (src/validate/pattern.rs says why),
+//! and the bound on `linkedPlanServices`. Each pattern is first translated from ECMA-262 as
 //! jsonschema translates it for its own `regex` engine, so both accept the same strings; the unit
 //! tests check that against jsonschema's runtime validator.
 #![deny(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
@@ -39,6 +40,17 @@ fn main() -> Result<(), Box<dyn Error>> {
     }
     table.push_str("];\n");
     std::fs::write(out_dir.join("patterns.rs"), table)?;
+
+    let max_services = schema
+        .pointer("/$defs/plan/properties/linkedPlanServices/maxItems")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| format!("{SCHEMA}: linkedPlanServices has no maxItems"))?;
+    std::fs::write(
+        out_dir.join("bounds.rs"),
+        format!(
+            "/// The schema's `maxItems` of `linkedPlanServices`, read by build.rs.\npub(crate) const MAX_PLAN_SERVICES: usize = {max_services};\n"
+        ),
+    )?;
     Ok(())
 }
 

@@ -2,7 +2,6 @@
 //! (a real calendar date, objectIds unique inside the document, one `_org` for the whole plan).
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -42,13 +41,8 @@ const MAX_MESSAGE_CHARS: usize = 300;
 )]
 struct PlanSchema;
 
-/// The schema's `maxItems` of `linkedPlanServices`, read from the schema so the two cannot drift.
-#[allow(clippy::expect_used, reason = "the bundled schema is a constant; the unit tests read this bound")]
-static MAX_PLAN_SERVICES: LazyLock<usize> = LazyLock::new(|| {
-    let schema: Value = serde_json::from_str(PLAN_SCHEMA).expect("the bundled plan schema is JSON");
-    let max = schema.pointer("/$defs/plan/properties/linkedPlanServices/maxItems").and_then(Value::as_u64);
-    usize::try_from(max.expect("the plan schema bounds linkedPlanServices")).unwrap_or(usize::MAX)
-});
+// `MAX_PLAN_SERVICES`: the schema's bound on `linkedPlanServices`, so the two cannot drift.
+include!(concat!(env!("OUT_DIR"), "/bounds.rs"));
 
 /// One reason a document is not a valid plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -177,10 +171,15 @@ fn display_clipped(value: &impl std::fmt::Display, max: usize) -> String {
     bounded.out
 }
 
-/// Reads the schema's bound now rather than on the first request (the validator itself is
-/// compiled in).
+/// Builds the compiled validator's pattern keywords (each deserializes its DFA at first use) now
+/// rather than on the first request: a document with every patterned field wrong reaches all of
+/// them.
 pub fn warm_up() {
-    LazyLock::force(&MAX_PLAN_SERVICES);
+    PlanSchema::iter_errors(&every_pattern_wrong()).for_each(drop);
+}
+
+fn every_pattern_wrong() -> Value {
+    serde_json::json!({"objectId": "", "_org": "", "creationDate": ""})
 }
 
 /// Validates a whole plan document and builds the typed tree, or lists its violations.
@@ -191,11 +190,11 @@ pub fn warm_up() {
 /// validator runs only after the cheap `is_valid` said no.
 pub fn parse_plan(document: Value) -> Result<Plan, Violations> {
     if let Some(services) = document.get("linkedPlanServices").and_then(Value::as_array)
-        && services.len() > *MAX_PLAN_SERVICES
+        && services.len() > MAX_PLAN_SERVICES
     {
         return Err(Violations::one(
             "/linkedPlanServices",
-            format!("a plan has at most {} linkedPlanServices; this one has {}", *MAX_PLAN_SERVICES, services.len()),
+            format!("a plan has at most {} linkedPlanServices; this one has {}", MAX_PLAN_SERVICES, services.len()),
         ));
     }
     if !PlanSchema::is_valid(&document) {
@@ -538,8 +537,17 @@ mod tests {
     }
 
     #[test]
+    fn the_warm_up_document_reaches_every_pattern() {
+        let mismatched: Vec<String> = PlanSchema::iter_errors(&every_pattern_wrong())
+            .map(|e| e.to_string())
+            .filter(|message| message.contains("does not match"))
+            .collect();
+        assert_eq!(mismatched.len(), 3, "{mismatched:?}");
+    }
+
+    #[test]
     fn the_service_limit_is_the_schema_s() {
-        assert_eq!(*MAX_PLAN_SERVICES, 1000);
+        assert_eq!(MAX_PLAN_SERVICES, 1000);
     }
 
     #[test]

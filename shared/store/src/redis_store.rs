@@ -68,7 +68,7 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::cluster_routing::Slot;
-use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, Value};
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Script, ScriptInvocation, Value};
 use tokio::sync::OnceCell;
 
 use crate::config::RedisConfig;
@@ -190,10 +190,7 @@ impl RedisStore {
             .with_conn(|conn| {
                 let calls = groups.iter().map(move |group| {
                     let mut conn = conn.clone();
-                    let mut invocation = CLAIM.prepare_invoke();
-                    for (_, key) in group {
-                        invocation.key(key);
-                    }
+                    let mut invocation = over_keys(&CLAIM, group);
                     invocation.arg(plan.as_str());
                     async move { invocation.invoke_async::<Vec<Vec<Value>>>(&mut conn).await }
                 });
@@ -302,10 +299,10 @@ impl RedisStore {
                 let release_conn = conn.clone();
                 let confirms = confirm_groups.iter().map(move |group| {
                     let mut conn = conn.clone();
-                    let mut invocation = CONFIRM.prepare_invoke();
+                    let mut invocation = over_keys(&CONFIRM, group);
                     invocation.arg(plan.as_str()).arg(version);
-                    for (position, key) in group {
-                        invocation.key(key).arg(held.get(*position).map_or(0, |(_, claimed_at)| *claimed_at));
+                    for (position, _) in group {
+                        invocation.arg(held.get(*position).map_or(0, |(_, claimed_at)| *claimed_at));
                     }
                     async move {
                         let answers: Vec<i64> = invocation.invoke_async(&mut conn).await?;
@@ -318,10 +315,7 @@ impl RedisStore {
                 });
                 let releases = release_groups.iter().map(move |group| {
                     let mut conn = release_conn.clone();
-                    let mut invocation = RELEASE.prepare_invoke();
-                    for (_, key) in group {
-                        invocation.key(key);
-                    }
+                    let mut invocation = over_keys(&RELEASE, group);
                     invocation.arg(plan.as_str()).arg(version);
                     async move { invocation.invoke_async::<Vec<i64>>(&mut conn).await.map(drop) }
                 });
@@ -708,6 +702,15 @@ impl Probe for RedisStore {
         let pong: String = self.with_conn(|mut conn| async move { redis::cmd("PING").query_async(&mut conn).await }).await?;
         if pong == "PONG" { Ok(()) } else { Err(ProbeError::new(format!("PING answered {pong:?}"))) }
     }
+}
+
+/// An invocation of `script` with the owner keys of one [`RedisStore::script_groups`] group.
+fn over_keys<'s>(script: &'s Script, group: &[(usize, String)]) -> ScriptInvocation<'s> {
+    let mut invocation = script.prepare_invoke();
+    for (_, key) in group {
+        invocation.key(key);
+    }
+    invocation
 }
 
 fn certificates(config: &RedisConfig) -> Option<redis::TlsCertificates> {

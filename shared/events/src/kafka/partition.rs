@@ -52,7 +52,6 @@ impl PartitionProducer {
             // record by itself (the one that caused the refusal fails again; the others go).
             Err(producer::Error::TooLarge) => self.alone(record).await,
             Err(producer::Error::Client(error)) if is_refusal(&error) => self.alone(record).await,
-            Err(producer::Error::Client(error)) => Err(PublishError::new(error)),
             Err(error) => Err(PublishError::new(error)),
         }
     }
