@@ -109,6 +109,32 @@ async fn a_delete_never_removes_a_re_created_plan_from_the_listing(url: String, 
     assert!(store.plan(&write.id).await.unwrap().is_none());
 }
 
+/// Made at once (a standalone Redis), a refused create changes nothing at all: no registration
+/// for the walk, no sequence number, no plan hash.
+#[tokio::test]
+async fn a_refused_create_made_at_once_changes_nothing() {
+    let Some(url) = plan_e2e::service_var("PLAN_TEST_REDIS_URL") else { return };
+    let config = redis_config(vec![url.clone()], false);
+    let store = RedisStore::new(&config).unwrap();
+    let mut raw = raw(&url, false).await;
+    let (walk_key, seq_key) = (format!("{{{}:plans}}:walk", config.key_prefix), format!("{{{}:plans}}:seq", config.key_prefix));
+    let holder = write_of(org_plan("a.example"), Expected::Absent);
+    store.commit(holder.clone()).await.unwrap();
+    let taken = holder.object_ids.iter().find(|id| **id != holder.id).unwrap().clone();
+    let before: (usize, Option<u64>) = (raw.cmd(redis::cmd("ZCARD").arg(&walk_key)).await, raw.cmd(redis::cmd("GET").arg(&seq_key)).await);
+    for _ in 0..50 {
+        let mut doc = org_plan("b.example");
+        doc["planCostShares"]["objectId"] = serde_json::json!(taken.as_str());
+        let refused = write_of(doc, Expected::Absent);
+        let outcome = store.commit(refused.clone()).await;
+        assert!(matches!(outcome, Err(plan::store::WriteError::IdTaken(ref id)) if *id == taken), "{outcome:?}");
+        let exists: bool = raw.cmd(redis::cmd("EXISTS").arg(format!("{}:plan:{{{}}}", config.key_prefix, refused.id))).await;
+        assert!(!exists, "a refused create left its plan hash");
+    }
+    let after: (usize, Option<u64>) = (raw.cmd(redis::cmd("ZCARD").arg(&walk_key)).await, raw.cmd(redis::cmd("GET").arg(&seq_key)).await);
+    assert_eq!(before, after, "registrations and sequence after 50 refused creates");
+}
+
 macro_rules! on_both {
     ($($case:ident),* $(,)?) => {
         mod standalone {
@@ -139,13 +165,13 @@ on_both!(
     refused_creates_leave_nothing_for_the_walk,
 );
 
-/// 1,000 refused creates (each names an objectId another plan holds) register their ids for the
-/// walk before they commit; once older than the lease the walk prunes them, so the walk's set
-/// holds only plans that committed, and a second walk reads only those.
+/// 1,000 refused creates (each names an objectId another plan holds) written in steps register
+/// their ids for the walk before they commit; once older than the lease the walk prunes them, so
+/// the walk's set holds only plans that committed, and a second walk reads only those.
 async fn refused_creates_leave_nothing_for_the_walk(url: String, cluster: bool) {
     let config = redis_config(url.split(',').map(str::to_owned).collect(), cluster);
     let lease = std::time::Duration::from_millis(1_000);
-    let store = RedisStore::new(&config).unwrap().with_lease(lease, std::time::Duration::from_millis(500));
+    let store = RedisStore::new(&config).unwrap().with_lease(lease, std::time::Duration::from_millis(500)).stepwise();
     let mut raw = raw(&url, cluster).await;
     let walk_key = format!("{{{}:plans}}:walk", config.key_prefix);
     let holder = write_of(org_plan("a.example"), Expected::Absent);

@@ -1,12 +1,13 @@
 //! objectId ownership in the Redis store under races and faults (issue 11): no sequence of lost
-//! replies, crashes and races may leave one objectId in the id sets of two plans.
+//! replies, crashes and races may leave one objectId in the id sets of two plans, whether writers
+//! go at once (a standalone Redis), in steps (a cluster, or a plan of many ids) or both.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use plan::store::{Expected, PlanReader, PlanWriter, WriteError};
 use plan_e2e::raw_redis::{RawRedis, raw};
-use plan_e2e::{redis_config, service_var, set_org, tag, unique_plan, write_of};
+use plan_e2e::{plan_service, redis_config, service_var, set_org, tag, unique_plan, write_of};
 use plan_store::{RedisConfig, RedisStore};
 use redis::AsyncCommands;
 use serde_json::{Value, json};
@@ -37,8 +38,9 @@ struct Writer {
 }
 
 impl Writer {
-    async fn create(config: &RedisConfig, org: &str) -> Self {
-        let store = Arc::new(RedisStore::new(config).unwrap());
+    async fn create(config: &RedisConfig, org: &str, stepwise: bool) -> Self {
+        let store = RedisStore::new(config).unwrap();
+        let store = Arc::new(if stepwise { store.stepwise() } else { store });
         let base = org_plan(org);
         let id = base["objectId"].as_str().unwrap().to_owned();
         let version = store.commit(write_of(base.clone(), Expected::Absent)).await.unwrap();
@@ -60,14 +62,15 @@ impl Writer {
 
 /// Two plans race for one id, round after round, through the stale entries a crash leaves: an
 /// entry confirmed for a version of plan A that no longer holds the id, and a pending claim of A
-/// older than any lease. After every round at most one plan's id set holds the id.
-async fn two_writers_never_share_an_id(url: String, cluster: bool) {
+/// older than any lease. After every round at most one plan's id set holds the id. `stepwise`:
+/// whether each of A and B writes in steps or at once (a cluster always goes in steps).
+async fn two_writers_never_share_an_id(url: String, cluster: bool, stepwise: [bool; 2]) {
     let config = redis_config(url.split(',').map(str::to_owned).collect(), cluster);
     let prefix = config.key_prefix.clone();
-    let mut a = Writer::create(&config, "a.example").await;
-    let mut b = Writer::create(&config, "b.example").await;
+    let mut a = Writer::create(&config, "a.example", stepwise[0]).await;
+    let mut b = Writer::create(&config, "b.example", stepwise[1]).await;
     // A third plan that only ever appears in stale entries, so that both writers must take over.
-    let c = Writer::create(&config, "c.example").await;
+    let c = Writer::create(&config, "c.example", false).await;
     let mut raw = raw(&url, cluster).await;
     let shared = format!("shared-{}", tag());
     let owner_key = format!("{prefix}:obj:{{{shared}}}");
@@ -110,7 +113,7 @@ async fn two_writers_never_share_an_id(url: String, cluster: bool) {
         }
     }
     eprintln!(
-        "{ROUNDS} rounds (cluster: {cluster}): shared by both {shared_by_both}, won by A {won_by_a}, by B {won_by_b}, by neither {neither}; \
+        "{ROUNDS} rounds (cluster: {cluster}, A and B in steps: {stepwise:?}): shared by both {shared_by_both}, won by A {won_by_a}, by B {won_by_b}, by neither {neither}; \
          last entry {:?}",
         raw.get(&owner_key).await
     );
@@ -120,13 +123,19 @@ async fn two_writers_never_share_an_id(url: String, cluster: bool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_racing_through_stale_entries_never_share_an_id() {
     let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
-    two_writers_never_share_an_id(url, false).await;
+    two_writers_never_share_an_id(url, false, [false, false]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_in_steps_racing_one_at_once_never_share_an_id() {
+    let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
+    two_writers_never_share_an_id(url, false, [true, false]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_writers_racing_through_stale_entries_never_share_an_id_in_a_cluster() {
     let Some(urls) = service_var("PLAN_TEST_REDIS_CLUSTER_URLS") else { return };
-    two_writers_never_share_an_id(urls, true).await;
+    two_writers_never_share_an_id(urls, true, [true, true]).await;
 }
 
 /// A TCP forwarder to Redis that, once armed, lets through the first command that mentions the
@@ -220,9 +229,10 @@ async fn forward(client: tokio::net::TcpStream, server: tokio::net::TcpStream, a
     }
 }
 
-/// The COMMIT of plan A runs in Redis but its reply is lost, so A's writer never confirms its
-/// claims. Past the lease another plan asks for one of A's ids: refused (409), because A's id set
-/// lists it, and A's nested object is still A's. The reindex walk then confirms A's entries.
+/// The COMMIT of plan A (written in steps) runs in Redis but its reply is lost, so A's writer never
+/// confirms its claims. Past the lease another plan asks for one of A's ids: refused (409),
+/// because A's id set lists it, and A's nested object is still A's. The reindex walk then confirms
+/// A's entries.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_commit_reply_never_gives_an_id_a_second_owner() {
     let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
@@ -230,7 +240,7 @@ async fn a_lost_commit_reply_never_gives_an_id_a_second_owner() {
     let proxy = LosingProxy::start(upstream).await;
     let lease = Duration::from_millis(1_500);
     let mut config = redis_config(vec![format!("redis://127.0.0.1:{}", proxy.port)], false);
-    let through_proxy = RedisStore::new(&config).unwrap().with_lease(lease, Duration::from_millis(700));
+    let through_proxy = RedisStore::new(&config).unwrap().with_lease(lease, Duration::from_millis(700)).stepwise();
     config.urls = vec![url.clone()];
     let direct = RedisStore::new(&config).unwrap().with_lease(lease, Duration::from_millis(700));
     let mut raw = raw(&url, false).await;
@@ -261,6 +271,42 @@ async fn a_lost_commit_reply_never_gives_an_id_a_second_owner() {
     let report = plan::jobs::sweep(&direct, &direct, &plan_e2e::RecordingPublisher::default()).await.unwrap();
     assert!(report.repaired >= a.object_ids.len(), "{report:?}");
     assert_eq!(raw.get(&owner_key).await.unwrap(), format!("{}:1", a.id));
+}
+
+/// The same lost reply for a write made at once (a standalone Redis): the script confirmed every
+/// entry with the commit, so the other plan is refused at once, not only while a lease runs, and
+/// the walk finds nothing to repair.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_reply_of_a_write_made_at_once_leaves_every_entry_confirmed() {
+    let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
+    let upstream = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
+    let proxy = LosingProxy::start(upstream).await;
+    let mut config = redis_config(vec![format!("redis://127.0.0.1:{}", proxy.port)], false);
+    let through_proxy = RedisStore::new(&config).unwrap();
+    config.urls = vec![url.clone()];
+    let direct = RedisStore::new(&config).unwrap();
+    let mut raw = raw(&url, false).await;
+
+    through_proxy.commit(write_of(org_plan("a.example"), Expected::Absent)).await.unwrap();
+    let a = write_of(org_plan("a.example"), Expected::Absent);
+    let shared = a.object_ids.iter().find(|id| id.as_str().starts_with("1234vxc2324sdf")).unwrap().clone();
+    proxy.arm(&format!(":plan:{{{}}}", a.id));
+    let lost = through_proxy.commit(a.clone()).await;
+    assert!(matches!(lost, Err(WriteError::Store(_))), "the writer never heard back: {lost:?}");
+    assert_eq!(direct.plan(&a.id).await.unwrap().map(|p| p.version), Some(1), "yet Redis committed the plan");
+    for id in &a.object_ids {
+        assert_eq!(raw.get(&format!("{}:obj:{{{id}}}", config.key_prefix)).await, Some(format!("{}:1", a.id)), "{id}");
+    }
+
+    let mut b_doc = org_plan("b.example");
+    b_doc["planCostShares"]["objectId"] = json!(shared.as_str());
+    match direct.commit(write_of(b_doc, Expected::Absent)).await {
+        Err(WriteError::IdTaken(id)) => assert_eq!(id, shared),
+        other => panic!("another plan got an id of a committed plan: {other:?}"),
+    }
+    assert_eq!(direct.owner(&shared).await.unwrap(), Some(a.id.clone()));
+    let report = plan::jobs::sweep(&direct, &direct, &plan_e2e::RecordingPublisher::default()).await.unwrap();
+    assert_eq!(report.repaired, 0, "{report:?}");
 }
 
 /// The reindex walk finds owner entries that disagree with the id sets: a missing entry, another
@@ -325,26 +371,35 @@ async fn the_walk_repairs_owner_entries_that_disagree_with_the_id_sets() {
 /// Every committed write leaves each of its ids confirmed at its version and the ids it dropped
 /// released, and a delete releases them all: nothing stays pending for the walk to finish (the
 /// claims, confirms and releases go one script per hash slot, one in all on a standalone Redis).
-async fn writes_confirm_and_release_their_ids(url: String, cluster: bool) {
+/// `services`: linked plan services of the first version (50 make 152 ids, more than one script
+/// takes: a standalone Redis then commits in steps, and the update to one service releases more
+/// ids than its script does).
+async fn writes_confirm_and_release_their_ids(url: String, cluster: bool, stepwise: bool, services: usize) {
     let config = redis_config(url.split(',').map(str::to_owned).collect(), cluster);
     let store = RedisStore::new(&config).unwrap();
+    let store = if stepwise { store.stepwise() } else { store };
     let mut raw = raw(&url, cluster).await;
     let owner_key = |id: &plan::ObjectId| format!("{}:obj:{{{id}}}", config.key_prefix);
-    let document = org_plan("a.example");
+    let t = tag();
+    let mut document = unique_plan(&t);
+    if services > 2 {
+        document["linkedPlanServices"] = (0..services).map(|i| plan_service(&format!("{t}-{i}"), "bulk", i as u64)).collect();
+    }
+    set_org(&mut document, "a.example");
     let first = write_of(document.clone(), Expected::Absent);
     let plan_id = first.id.clone();
     let v1 = store.commit(first.clone()).await.unwrap();
-    assert!(first.object_ids.len() >= 8, "the sample plan has its eight ids");
+    assert_eq!(first.object_ids.len(), 2 + 3 * services.max(2), "the plan's ids");
     for id in &first.object_ids {
         assert_eq!(raw.get(&owner_key(id)).await, Some(format!("{plan_id}:{v1}")), "{id} after the create");
     }
 
-    let mut smaller = document;
+    let mut smaller = document.clone();
     smaller["linkedPlanServices"].as_array_mut().unwrap().truncate(1);
     let second = write_of(smaller, Expected::Version(v1));
     let v2 = store.commit(second.clone()).await.unwrap();
     let dropped: Vec<&plan::ObjectId> = first.object_ids.iter().filter(|id| !second.object_ids.contains(id)).collect();
-    assert_eq!(dropped.len(), 3, "a linked plan service with its service and cost shares");
+    assert_eq!(dropped.len(), 3 * (services.max(2) - 1), "linked plan services with their services and cost shares");
     for id in &second.object_ids {
         assert_eq!(raw.get(&owner_key(id)).await, Some(format!("{plan_id}:{v2}")), "{id} after the update");
     }
@@ -356,16 +411,33 @@ async fn writes_confirm_and_release_their_ids(url: String, cluster: bool) {
     for id in &second.object_ids {
         assert_eq!(raw.get(&owner_key(id)).await, None, "{id} after the delete");
     }
+
+    // A delete of the whole first version: every id released, however many.
+    let again = write_of(document, Expected::Absent);
+    let v4 = store.commit(again.clone()).await.unwrap();
+    store.delete(&plan_id, v4).await.unwrap();
+    for id in &again.object_ids {
+        assert_eq!(raw.get(&owner_key(id)).await, None, "{id} after deleting the re-created plan");
+    }
 }
 
 #[tokio::test]
 async fn writes_confirm_and_release_every_id() {
     let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
-    writes_confirm_and_release_their_ids(url, false).await;
+    writes_confirm_and_release_their_ids(url.clone(), false, false, 2).await;
+    writes_confirm_and_release_their_ids(url, false, false, 50).await;
+}
+
+#[tokio::test]
+async fn writes_in_steps_confirm_and_release_every_id() {
+    let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
+    writes_confirm_and_release_their_ids(url.clone(), false, true, 2).await;
+    writes_confirm_and_release_their_ids(url, false, true, 50).await;
 }
 
 #[tokio::test]
 async fn writes_confirm_and_release_every_id_in_a_cluster() {
     let Some(urls) = service_var("PLAN_TEST_REDIS_CLUSTER_URLS") else { return };
-    writes_confirm_and_release_their_ids(urls, true).await;
+    writes_confirm_and_release_their_ids(urls.clone(), true, false, 2).await;
+    writes_confirm_and_release_their_ids(urls, true, false, 50).await;
 }

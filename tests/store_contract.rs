@@ -1,11 +1,12 @@
-//! The store contract: every adapter (embedded, Redis, Redis Cluster) must pass every case.
+//! The store contract: every adapter (embedded, Redis writing at once and in steps, Redis Cluster)
+//! must pass every case.
 
 use std::sync::Arc;
 
 use futures_util::future::join_all;
 use plan::probe::Probe;
 use plan::store::{Expected, PageMark, PlanWriter, StoreWalk, WriteError};
-use plan_e2e::{id, plan_service, redis_cluster_store, redis_store, set_org, tag, unique_plan, write_of};
+use plan_e2e::{id, plan_service, redis_cluster_store, redis_stepwise_store, redis_store, set_org, tag, unique_plan, write_of};
 use plan_store::EmbeddedStore;
 use serde_json::{Value, json};
 
@@ -326,4 +327,5 @@ macro_rules! all_cases {
 
 all_cases!(embedded, Some(Arc::new(EmbeddedStore::new()) as Store));
 all_cases!(redis, redis_store().map(|s| s as Store));
+all_cases!(redis_stepwise, redis_stepwise_store().map(|s| s as Store));
 all_cases!(redis_cluster, redis_cluster_store().map(|s| s as Store));

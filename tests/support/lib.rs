@@ -51,6 +51,12 @@ pub fn redis_store() -> Option<Arc<RedisStore>> {
     Some(Arc::new(RedisStore::new(&redis_config(vec![url], false)).expect("Redis client")))
 }
 
+/// The same store writing in the three steps a cluster needs (see `RedisStore::stepwise`).
+pub fn redis_stepwise_store() -> Option<Arc<RedisStore>> {
+    let url = service_var("PLAN_TEST_REDIS_URL")?;
+    Some(Arc::new(RedisStore::new(&redis_config(vec![url], false)).expect("Redis client").stepwise()))
+}
+
 /// A store on the 3-node Redis Cluster of the test script.
 pub fn redis_cluster_store() -> Option<Arc<RedisStore>> {
     let urls = service_var("PLAN_TEST_REDIS_CLUSTER_URLS")?;

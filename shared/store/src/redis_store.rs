@@ -37,6 +37,20 @@
 //! trips (the walk registration with the claims, the commit, the listing order with the confirms,
 //! then the outbox mark after the publish) and of a delete three.
 //!
+//! # At once, on a standalone Redis
+//!
+//! One node holds every key, so one script can do what the steps do: check every owner entry
+//! by the rules above (free or this plan's; another plan's only when stale and not in the
+//! holder's id set), then commit, confirm every entry at the new version, release the dropped
+//! ids and update the listings, or refuse with nothing changed. A write of at most
+//! [`KEYS_PER_SCRIPT`] objectIds goes so (one round trip, no pending claim ever exists, so a lost
+//! reply leaves nothing for the walk to confirm); a bigger one goes in the steps, so that no
+//! script holds Redis for more than that many entries, and a delete releases its ids in the same
+//! script up to that many. The two kinds of writer keep the invariant against each other: each
+//! honours the other's entries by the same rules (a test races them). These scripts name the
+//! owner and listing keys they derive from the ids and the organisation inside the script, which
+//! only a standalone Redis allows.
+//!
 //! Another plan may take an entry over only when it is stale: a confirmed entry, or a pending claim
 //! older than the lease L, *and* the holder's id set does not list the id; the takeover is a
 //! compare-and-set on the exact value seen. Why that is enough: the holder can add the id to its
@@ -90,6 +104,8 @@ pub struct RedisStore {
     op_timeout: Duration,
     lease: Duration,
     window: Duration,
+    /// Writes of at most [`KEYS_PER_SCRIPT`] objectIds commit in one script (a standalone Redis).
+    at_once: bool,
 }
 
 impl RedisStore {
@@ -124,12 +140,21 @@ impl RedisStore {
             Connection::Single(manager)
         };
         Ok(Self {
+            at_once: matches!(conn, Connection::Single(_)),
             conn,
             keys: Keys { prefix: config.key_prefix.clone() },
             op_timeout: config.op_timeout,
             lease: CLAIM_LEASE,
             window: COMMIT_WINDOW,
         })
+    }
+
+    /// Writes in the three steps a cluster needs even on a standalone Redis (the tests put the
+    /// step protocol through faults that only a proxy in front of one node can inject, and race
+    /// it against writes made at once, as a store with both kinds of writer would see).
+    pub fn stepwise(mut self) -> Self {
+        self.at_once = false;
+        self
     }
 
     /// Another claim lease L and commit window W (tests use seconds, not the default 30 s / 10 s).
@@ -339,6 +364,93 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    /// A write on a standalone Redis in one script (see "At once" in the module documentation).
+    async fn commit_at_once(&self, write: &PlanWrite) -> Result<u64, WriteError> {
+        let keys = [
+            self.keys.plan(&write.id),
+            self.keys.plan_ids(&write.id),
+            self.keys.outbox(&write.id),
+            self.keys.seq(),
+            self.keys.walk(),
+            self.keys.order(),
+        ];
+        let reply: Vec<Value> = self
+            .with_conn(|mut conn| {
+                let mut invocation = COMMIT_AT_ONCE.prepare_invoke();
+                for key in &keys {
+                    invocation.key(key);
+                }
+                for id in &write.object_ids {
+                    invocation.key(self.keys.owner(id));
+                }
+                invocation
+                    .arg(write.id.as_str())
+                    .arg(expected_arg(write.expected))
+                    .arg(&write.body)
+                    .arg(write.etag.to_string())
+                    .arg(&write.org)
+                    .arg(&self.keys.prefix)
+                    .arg(millis(self.lease));
+                for id in &write.object_ids {
+                    invocation.arg(id.as_str());
+                }
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
+        let bad = || StoreError::corrupt("unexpected script reply");
+        let text = |v: &Value| redis::from_redis_value_ref::<String>(v).map_err(|_| bad());
+        let (version, taken_over, unreleased) = match reply.as_slice() {
+            [Value::Int(0)] => return Err(WriteError::VersionConflict),
+            [Value::Int(0), status, id] if text(status)? == "taken" => {
+                let id = text(id)?;
+                let id = write.object_ids.iter().find(|known| known.as_str() == id).ok_or_else(bad)?;
+                return Err(WriteError::IdTaken(id.clone()));
+            }
+            [Value::Int(version), Value::Int(taken), rest @ ..] => {
+                let taken = usize::try_from(*taken).map_err(|_| bad())?;
+                let (pairs, unreleased) = rest.split_at_checked(2 * taken).ok_or_else(bad)?;
+                (u64::try_from(*version).map_err(|_| bad())?, pairs, unreleased)
+            }
+            _ => return Err(bad().into()),
+        };
+        for pair in taken_over.chunks_exact(2) {
+            if let [id, previous] = pair {
+                tracing::warn!(object_id = text(id)?, previous = text(previous)?, "took over a stale objectId entry");
+            }
+        }
+        if !unreleased.is_empty() {
+            let dropped = unreleased.iter().map(text).collect::<Result<Vec<_>, _>>()?;
+            self.settle_owners(&write.id, version, &[], &dropped).await?;
+        }
+        Ok(version)
+    }
+
+    /// A delete on a standalone Redis in one script: the tombstone, the releases (up to
+    /// [`KEYS_PER_SCRIPT`] of them; the writer releases the rest) and the listings.
+    async fn delete_at_once(&self, id: &ObjectId, expected: u64) -> Result<u64, WriteError> {
+        let keys = [self.keys.plan(id), self.keys.plan_ids(id), self.keys.outbox(id), self.keys.order()];
+        let reply: Vec<Value> = self
+            .with_conn(|mut conn| {
+                let mut invocation = DELETE_AT_ONCE.prepare_invoke();
+                for key in &keys {
+                    invocation.key(key);
+                }
+                invocation.arg(expected).arg(id.as_str()).arg(&self.keys.prefix);
+                async move { invocation.invoke_async(&mut conn).await }
+            })
+            .await?;
+        let (tombstone_version, unreleased) = versioned_ids(&reply)?;
+        if tombstone_version == 0 {
+            return Err(WriteError::VersionConflict);
+        }
+        if !unreleased.is_empty() {
+            self.settle_owners(id, tombstone_version, &[], &unreleased).await?;
+        }
+        Ok(tombstone_version)
+    }
+}
+
 #[async_trait]
 impl PlanReader for RedisStore {
     #[tracing::instrument(name = "redis.plan", skip_all, fields(plan = %id))]
@@ -407,10 +519,10 @@ impl PlanReader for RedisStore {
 impl PlanWriter for RedisStore {
     #[tracing::instrument(name = "redis.commit", skip_all, fields(plan = %write.id, object_ids = write.object_ids.len()))]
     async fn commit(&self, write: PlanWrite) -> Result<u64, WriteError> {
-        let expected = match write.expected {
-            Expected::Absent => "absent".to_owned(),
-            Expected::Version(v) => v.to_string(),
-        };
+        if self.at_once && write.object_ids.len() <= KEYS_PER_SCRIPT {
+            return self.commit_at_once(&write).await;
+        }
+        let expected = expected_arg(write.expected);
         let (plan_key, ids_key, outbox_key) = (self.keys.plan(&write.id), self.keys.plan_ids(&write.id), self.keys.outbox(&write.id));
         let mut attempt = 1;
         let (claims, reply) = loop {
@@ -475,6 +587,9 @@ impl PlanWriter for RedisStore {
 
     #[tracing::instrument(name = "redis.delete", skip_all, fields(plan = %id, expected = expected))]
     async fn delete(&self, id: &ObjectId, expected: u64) -> Result<u64, WriteError> {
+        if self.at_once {
+            return self.delete_at_once(id, expected).await;
+        }
         let (plan_key, ids_key, outbox_key) = (self.keys.plan(id), self.keys.plan_ids(id), self.keys.outbox(id));
         let reply: Vec<Value> = self
             .with_conn(
@@ -793,6 +908,14 @@ fn parse_owner(value: &str) -> Option<OwnerEntry> {
     })
 }
 
+/// The commit scripts' `expected` argument.
+fn expected_arg(expected: Expected) -> String {
+    match expected {
+        Expected::Absent => "absent".to_owned(),
+        Expected::Version(v) => v.to_string(),
+    }
+}
+
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
@@ -1028,24 +1151,29 @@ return answers
 /// entry only if an earlier confirmed version of this plan holds it (never a pending claim, never
 /// a later one). Answers, per key, 1 if deleted.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r"
-local function release(key)
+    Script::new(&format!(
+        r"local plan, version = ARGV[1], tonumber(ARGV[2])
+{RELEASE_FN}
+local answers = {{}}
+for i, key in ipairs(KEYS) do answers[i] = release(key, version) end
+return answers
+"
+    ))
+});
+
+/// `release(key, version)`: deletes an owner entry only if an earlier confirmed version of the
+/// local `plan` holds it (never a pending claim, never a later one); 1 if deleted.
+const RELEASE_FN: &str = "local function release(key, version)
   local value = redis.call('GET', key)
   if not value then return 0 end
-  local plan, version = string.match(value, '^([^:]+):(%d+)$')
-  version = tonumber(version)
-  if plan == ARGV[1] and version and version > 0 and version < tonumber(ARGV[2]) then
+  local owner, confirmed = string.match(value, '^([^:]+):(%d+)$')
+  confirmed = tonumber(confirmed)
+  if owner == plan and confirmed and confirmed > 0 and confirmed < version then
     return redis.call('DEL', key)
   end
   return 0
 end
-local answers = {}
-for i, key in ipairs(KEYS) do answers[i] = release(key) end
-return answers
-",
-    )
-});
+";
 
 /// KEYS: sequence counter, walk registrations. ARGV: plan id. Takes the next creation sequence and
 /// registers the id for the walk at this node's time; answers {sequence, time}.
@@ -1212,6 +1340,127 @@ redis.call('HDEL', KEYS[1], 'body', 'etag')
 local answer = {{version + 1, current[3], current[4]}}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(answer, id) end
 redis.call('DEL', KEYS[2])
+return answer
+"
+    ))
+});
+
+/// KEYS: plan hash, plan id set, outbox, sequence counter, walk registrations, global listing,
+/// then the owner entry of every objectId. ARGV: plan id, expected ('absent' or a version), body,
+/// etag, org, key prefix, lease (ms), then every objectId (in the order of their entries).
+/// Checks every entry before writing anything (a refusal changes nothing), then commits as
+/// COMMIT does, confirms every entry at the new version, releases the dropped ids (or answers them
+/// when there are more than a script takes) and updates the listings as the writer's steps would.
+/// Answers {new version, n, n pairs of a stale entry taken over and its old value, then the
+/// dropped ids left to release}, {0} when the plan is not as expected, {0, 'taken', id} when
+/// another plan holds an id.
+static COMMIT_AT_ONCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'seq', 'org')
+local version = tonumber(current[1]) or 0
+local live = current[2] ~= false
+if ARGV[2] == 'absent' then
+  if live then return {{0}} end
+elseif not live or version ~= tonumber(ARGV[2]) then
+  return {{0}}
+end
+local plan, prefix, lease = ARGV[1], ARGV[6], tonumber(ARGV[7])
+local taken_over = {{}}
+for i = 7, #KEYS do
+  local value = redis.call('GET', KEYS[i])
+  if value then
+    local owner, rest = string.match(value, '^([^:]+):(.*)$')
+    if owner ~= plan then
+      local id = ARGV[i + 1]
+      local claimed = string.match(rest or '', '^0:(%d+)$')
+      local confirmed = string.match(rest or '', '^%d+$')
+      if not owner or not (claimed or confirmed)
+        or (claimed and now - tonumber(claimed) <= lease)
+        or redis.call('SISMEMBER', prefix .. ':plan:{{' .. owner .. '}}:ids', id) == 1 then
+        return {{0, 'taken', id}}
+      end
+      table.insert(taken_over, id)
+      table.insert(taken_over, value)
+    end
+  end
+end
+local new_version = version + 1
+local seq = current[3]
+if ARGV[2] == 'absent' then
+  seq = redis.call('INCR', KEYS[4])
+  redis.call('ZADD', KEYS[5], now, plan)
+end
+redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[3], 'etag', ARGV[4], 'seq', seq, 'org', ARGV[5], 'committed', now)
+redis.call('HDEL', KEYS[1], 'pending')
+local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
+local body = ARGV[3]
+{HOLD}
+local keep = {{}}
+for i = 8, #ARGV do keep[ARGV[i]] = true end
+local dropped = {{}}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  if not keep[id] then table.insert(dropped, id) end
+end
+redis.call('DEL', KEYS[2])
+if #ARGV >= 8 then redis.call('SADD', KEYS[2], unpack(ARGV, 8)) end
+local entry = plan .. ':' .. new_version
+for i = 7, #KEYS do redis.call('SET', KEYS[i], entry) end
+local answer = {{new_version, #taken_over / 2}}
+for _, v in ipairs(taken_over) do table.insert(answer, v) end
+{RELEASE_FN}
+if #dropped > {KEYS_PER_SCRIPT} then
+  for _, id in ipairs(dropped) do table.insert(answer, id) end
+else
+  for _, id in ipairs(dropped) do release(prefix .. ':obj:{{' .. id .. '}}', new_version) end
+end
+local org_order = '{{' .. prefix .. ':plans}}:order:org:'
+local previous_org = live and current[4] or nil
+if not previous_org then
+  redis.call('ZADD', KEYS[6], seq, plan)
+  redis.call('ZADD', org_order .. ARGV[5], seq, plan)
+elseif previous_org ~= ARGV[5] then
+  local listed = org_order .. previous_org
+  if tonumber(redis.call('ZSCORE', listed, plan) or '') == tonumber(seq) then redis.call('ZREM', listed, plan) end
+  redis.call('ZADD', org_order .. ARGV[5], seq, plan)
+end
+return answer
+"
+    ))
+});
+
+/// KEYS: plan hash, plan id set, outbox, global listing. ARGV: expected version, plan id, key
+/// prefix. DELETE, then the releases of the plan's ids (answered instead when there are more than
+/// a script takes) and the removal from both listings at the plan's sequence. Answers {tombstone
+/// version, ids left to release...} or {0}.
+static DELETE_AT_ONCE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org', 'seq')
+local version = tonumber(current[1]) or 0
+if current[2] == false or version ~= tonumber(ARGV[1]) then return {{0}} end
+local plan, prefix = ARGV[2], ARGV[3]
+local new_version, body = version + 1, false
+redis.call('HSET', KEYS[1], 'version', new_version, 'committed', now)
+redis.call('HDEL', KEYS[1], 'pending')
+local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
+{HOLD}
+redis.call('HDEL', KEYS[1], 'body', 'etag')
+local ids = redis.call('SMEMBERS', KEYS[2])
+redis.call('DEL', KEYS[2])
+local answer = {{new_version}}
+{RELEASE_FN}
+if #ids > {KEYS_PER_SCRIPT} then
+  for _, id in ipairs(ids) do table.insert(answer, id) end
+else
+  for _, id in ipairs(ids) do release(prefix .. ':obj:{{' .. id .. '}}', new_version) end
+end
+local org, seq = current[3], tonumber(current[4])
+if org and seq then
+  for _, listed in ipairs({{KEYS[4], '{{' .. prefix .. ':plans}}:order:org:' .. org}}) do
+    if tonumber(redis.call('ZSCORE', listed, plan) or '') == seq then redis.call('ZREM', listed, plan) end
+  end
+end
 return answer
 "
     ))
