@@ -385,10 +385,10 @@ impl RedisStore {
                     invocation.key(self.keys.owner(id));
                 }
                 invocation
-                    .arg(write.id.as_str())
                     .arg(expected_arg(write.expected))
                     .arg(&write.body)
                     .arg(write.etag.to_string())
+                    .arg(write.id.as_str())
                     .arg(&write.org)
                     .arg(&self.keys.prefix)
                     .arg(millis(self.lease));
@@ -1276,37 +1276,37 @@ return 1
     )
 });
 
-/// KEYS: plan hash, plan id set. ARGV: expected ('absent' or a version), body, etag, creation
-/// sequence ('' keeps the current one), org, the oldest claim time (ms, '' without claims), the
-/// commit window (ms), then every objectId of the new plan.
-/// Answers {new version, sequence, previous org ('' if none), dropped ids...}, {0} when the plan
-/// is not as expected, or {0, 'claim-expired'} when this node's clock says the oldest claim is
-/// older than the window (the writer claims again).
-static COMMIT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r"{NOW_MS}
-if ARGV[6] ~= '' and now - tonumber(ARGV[6]) > tonumber(ARGV[7]) then return {{0, 'claim-expired'}} end
-local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'seq', 'org')
+// The write scripts share their steps, so that the writes in steps and at once cannot drift
+// apart: `EXPECTED` checks the plan against ARGV[1], `STORE_PLAN` writes a new version of it (the
+// caller sets `new_version` and `seq`), `TOMBSTONE` checks and deletes it.
+
+/// ARGV[1] ('absent' or a version) against the plan hash (KEYS[1]): defines `current` (version,
+/// body, seq, org), `version` and `live`, or answers {0}.
+const EXPECTED: &str = "local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'seq', 'org')
 local version = tonumber(current[1]) or 0
 local live = current[2] ~= false
 if ARGV[1] == 'absent' then
-  if live then return {{0}} end
+  if live then return {0} end
 elseif not live or version ~= tonumber(ARGV[1]) then
-  return {{0}}
+  return {0}
 end
-local new_version = version + 1
-local seq = ARGV[4]
-if seq == '' then seq = current[3] end
-redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'committed', now)
+";
+
+/// Writes `new_version` of the plan (ARGV: 2 body, 3 etag, 5 org, 8.. every objectId) at `seq`,
+/// puts it in the outbox and replaces the id set (KEYS[2]); defines `dropped`, the ids the
+/// previous version held and this one does not.
+fn store_plan() -> String {
+    format!(
+        r"redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[2], 'etag', ARGV[3], 'seq', seq, 'org', ARGV[5], 'committed', now)
 redis.call('HDEL', KEYS[1], 'pending')
 local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
 local body = ARGV[2]
 {HOLD}
 local keep = {{}}
 for i = 8, #ARGV do keep[ARGV[i]] = true end
-local answer = {{new_version, seq, (live and current[4]) or ''}}
+local dropped = {{}}
 for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if not keep[id] then table.insert(answer, id) end
+  if not keep[id] then table.insert(dropped, id) end
 end
 redis.call('DEL', KEYS[2])
 -- SADD in chunks: unpack() is limited by the Lua stack.
@@ -1316,38 +1316,72 @@ for i = 8, #ARGV do
   if #chunk == 500 then redis.call('SADD', KEYS[2], unpack(chunk)); chunk = {{}} end
 end
 if #chunk > 0 then redis.call('SADD', KEYS[2], unpack(chunk)) end
-return answer
 "
-    ))
-});
+    )
+}
 
-/// KEYS: plan hash, plan id set. ARGV: expected version. Leaves a tombstone holding the version
-/// (so a re-created plan continues the sequence) and the deleted plan's `seq` and `org` (so the
-/// walk can take a leftover listing entry out). Answers {tombstone version, org, seq, released
-/// ids...} or {0}.
-static DELETE: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(&format!(
-        r"{NOW_MS}
-local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org', 'seq')
+/// Deletes the plan (KEYS[1]) if it is live at version ARGV[1], or answers {0}: leaves a tombstone
+/// holding the version (so a re-created plan continues the sequence) and the plan's `seq` and
+/// `org` (so the walk can take a leftover listing entry out), puts the delete in the outbox and
+/// removes the id set (KEYS[2]). Defines `current` (version, body, org, seq), `new_version` and
+/// `ids`, the ids the plan held.
+fn tombstone() -> String {
+    format!(
+        r"local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org', 'seq')
 local version = tonumber(current[1]) or 0
 if current[2] == false or version ~= tonumber(ARGV[1]) then return {{0}} end
-redis.call('HSET', KEYS[1], 'version', version + 1, 'committed', now)
-redis.call('HDEL', KEYS[1], 'pending')
 local new_version, body = version + 1, false
+redis.call('HSET', KEYS[1], 'version', new_version, 'committed', now)
+redis.call('HDEL', KEYS[1], 'pending')
 local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
 {HOLD}
 redis.call('HDEL', KEYS[1], 'body', 'etag')
-local answer = {{version + 1, current[3], current[4]}}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do table.insert(answer, id) end
+local ids = redis.call('SMEMBERS', KEYS[2])
 redis.call('DEL', KEYS[2])
-return answer
 "
+    )
+}
+
+/// KEYS: plan hash, plan id set, outbox. ARGV: expected ('absent' or a version), body, etag,
+/// creation sequence ('' keeps the current one), org, the oldest claim time (ms, '' without
+/// claims), the commit window (ms), then every objectId of the new plan.
+/// Answers {new version, sequence, previous org ('' if none), dropped ids...}, {0} when the plan
+/// is not as expected, or {0, 'claim-expired'} when this node's clock says the oldest claim is
+/// older than the window (the writer claims again).
+static COMMIT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+if ARGV[6] ~= '' and now - tonumber(ARGV[6]) > tonumber(ARGV[7]) then return {{0, 'claim-expired'}} end
+{EXPECTED}
+local new_version = version + 1
+local seq = ARGV[4]
+if seq == '' then seq = current[3] end
+{store_plan}
+local answer = {{new_version, seq, (live and current[4]) or ''}}
+for _, id in ipairs(dropped) do table.insert(answer, id) end
+return answer
+",
+        store_plan = store_plan()
+    ))
+});
+
+/// KEYS: plan hash, plan id set, outbox. ARGV: expected version. The tombstone; answers
+/// {tombstone version, org, seq, released ids...} or {0}.
+static DELETE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(&format!(
+        r"{NOW_MS}
+{tombstone}
+local answer = {{new_version, current[3], current[4]}}
+for _, id in ipairs(ids) do table.insert(answer, id) end
+return answer
+",
+        tombstone = tombstone()
     ))
 });
 
 /// KEYS: plan hash, plan id set, outbox, sequence counter, walk registrations, global listing,
-/// then the owner entry of every objectId. ARGV: plan id, expected ('absent' or a version), body,
-/// etag, org, key prefix, lease (ms), then every objectId (in the order of their entries).
+/// then the owner entry of every objectId. ARGV: expected ('absent' or a version), body, etag,
+/// plan id, org, key prefix, lease (ms), then every objectId (in the order of their entries).
 /// Checks every entry before writing anything (a refusal changes nothing), then commits as
 /// COMMIT does, confirms every entry at the new version, releases the dropped ids (or answers them
 /// when there are more than a script takes) and updates the listings as the writer's steps would.
@@ -1357,15 +1391,8 @@ return answer
 static COMMIT_AT_ONCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{NOW_MS}
-local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'seq', 'org')
-local version = tonumber(current[1]) or 0
-local live = current[2] ~= false
-if ARGV[2] == 'absent' then
-  if live then return {{0}} end
-elseif not live or version ~= tonumber(ARGV[2]) then
-  return {{0}}
-end
-local plan, prefix, lease = ARGV[1], ARGV[6], tonumber(ARGV[7])
+{EXPECTED}
+local plan, prefix, lease = ARGV[4], ARGV[6], tonumber(ARGV[7])
 local taken_over = {{}}
 for i = 7, #KEYS do
   local value = redis.call('GET', KEYS[i])
@@ -1387,23 +1414,11 @@ for i = 7, #KEYS do
 end
 local new_version = version + 1
 local seq = current[3]
-if ARGV[2] == 'absent' then
+if ARGV[1] == 'absent' then
   seq = redis.call('INCR', KEYS[4])
   redis.call('ZADD', KEYS[5], now, plan)
 end
-redis.call('HSET', KEYS[1], 'version', new_version, 'body', ARGV[3], 'etag', ARGV[4], 'seq', seq, 'org', ARGV[5], 'committed', now)
-redis.call('HDEL', KEYS[1], 'pending')
-local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
-local body = ARGV[3]
-{HOLD}
-local keep = {{}}
-for i = 8, #ARGV do keep[ARGV[i]] = true end
-local dropped = {{}}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[2])) do
-  if not keep[id] then table.insert(dropped, id) end
-end
-redis.call('DEL', KEYS[2])
-if #ARGV >= 8 then redis.call('SADD', KEYS[2], unpack(ARGV, 8)) end
+{store_plan}
 local entry = plan .. ':' .. new_version
 for i = 7, #KEYS do redis.call('SET', KEYS[i], entry) end
 local answer = {{new_version, #taken_over / 2}}
@@ -1425,29 +1440,20 @@ elseif previous_org ~= ARGV[5] then
   redis.call('ZADD', org_order .. ARGV[5], seq, plan)
 end
 return answer
-"
+",
+        store_plan = store_plan()
     ))
 });
 
 /// KEYS: plan hash, plan id set, outbox, global listing. ARGV: expected version, plan id, key
-/// prefix. DELETE, then the releases of the plan's ids (answered instead when there are more than
-/// a script takes) and the removal from both listings at the plan's sequence. Answers {tombstone
-/// version, ids left to release...} or {0}.
+/// prefix. The tombstone, then the releases of the plan's ids (answered instead when there are
+/// more than a script takes) and the removal from both listings at the plan's sequence. Answers
+/// {tombstone version, ids left to release...} or {0}.
 static DELETE_AT_ONCE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
         r"{NOW_MS}
-local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org', 'seq')
-local version = tonumber(current[1]) or 0
-if current[2] == false or version ~= tonumber(ARGV[1]) then return {{0}} end
+{tombstone}
 local plan, prefix = ARGV[2], ARGV[3]
-local new_version, body = version + 1, false
-redis.call('HSET', KEYS[1], 'version', new_version, 'committed', now)
-redis.call('HDEL', KEYS[1], 'pending')
-local MAX_OUTBOX = {MAX_OUTBOX_PER_PLAN}
-{HOLD}
-redis.call('HDEL', KEYS[1], 'body', 'etag')
-local ids = redis.call('SMEMBERS', KEYS[2])
-redis.call('DEL', KEYS[2])
 local answer = {{new_version}}
 {RELEASE_FN}
 if #ids > {KEYS_PER_SCRIPT} then
@@ -1462,7 +1468,8 @@ if org and seq then
   end
 end
 return answer
-"
+",
+        tombstone = tombstone()
     ))
 });
 
