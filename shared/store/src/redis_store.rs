@@ -1277,8 +1277,8 @@ return 1
 });
 
 // The write scripts share their steps, so that the writes in steps and at once cannot drift
-// apart: `EXPECTED` checks the plan against ARGV[1], `STORE_PLAN` writes a new version of it (the
-// caller sets `new_version` and `seq`), `TOMBSTONE` checks and deletes it.
+// apart: `EXPECTED` checks the plan against ARGV[1], `store_plan()` writes a new version of it
+// (the caller sets `new_version` and `seq`), `tombstone()` checks and deletes it.
 
 /// ARGV[1] ('absent' or a version) against the plan hash (KEYS[1]): defines `current` (version,
 /// body, seq, org), `version` and `live`, or answers {0}.
