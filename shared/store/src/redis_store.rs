@@ -1065,8 +1065,8 @@ local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 /// most MAX_OUTBOX_PER_PLAN versions: the oldest superseded ones go first.
 const HOLD: &str = "local entry = string.format('%d', now) .. (body and (':u:' .. body) or ':d:')
 redis.call('HSET', KEYS[3], new_version, entry)
-local held = redis.call('HKEYS', KEYS[3])
-if #held > MAX_OUTBOX then
+if redis.call('HLEN', KEYS[3]) > MAX_OUTBOX then
+  local held = redis.call('HKEYS', KEYS[3])
   local versions = {}
   for _, v in ipairs(held) do table.insert(versions, tonumber(v)) end
   table.sort(versions)
@@ -1152,26 +1152,31 @@ return answers
 /// a later one). Answers, per key, 1 if deleted.
 static RELEASE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(&format!(
-        r"local plan, version = ARGV[1], tonumber(ARGV[2])
+        r"local plan = ARGV[1]
 {RELEASE_FN}
-local answers = {{}}
-for i, key in ipairs(KEYS) do answers[i] = release(key, version) end
-return answers
+return release(KEYS, tonumber(ARGV[2]))
 "
     ))
 });
 
-/// `release(key, version)`: deletes an owner entry only if an earlier confirmed version of the
-/// local `plan` holds it (never a pending claim, never a later one); 1 if deleted.
-const RELEASE_FN: &str = "local function release(key, version)
-  local value = redis.call('GET', key)
-  if not value then return 0 end
-  local owner, confirmed = string.match(value, '^([^:]+):(%d+)$')
-  confirmed = tonumber(confirmed)
-  if owner == plan and confirmed and confirmed > 0 and confirmed < version then
-    return redis.call('DEL', key)
+/// `release(keys, version)`: deletes each owner entry of `keys` (of one slot) only if an earlier
+/// confirmed version of the local `plan` holds it (never a pending claim, never a later one);
+/// answers, per key, 1 if deleted. One MGET and one DEL for all of them.
+const RELEASE_FN: &str = "local function release(keys, version)
+  local answers, gone = {}, {}
+  if #keys == 0 then return answers end
+  local values = redis.call('MGET', unpack(keys))
+  for i, key in ipairs(keys) do
+    local owner, confirmed = string.match(values[i] or '', '^([^:]+):(%d+)$')
+    confirmed = tonumber(confirmed)
+    answers[i] = 0
+    if owner == plan and confirmed and confirmed > 0 and confirmed < version then
+      answers[i] = 1
+      table.insert(gone, key)
+    end
   end
-  return 0
+  if #gone > 0 then redis.call('DEL', unpack(gone)) end
+  return answers
 end
 ";
 
@@ -1393,9 +1398,13 @@ static COMMIT_AT_ONCE: LazyLock<Script> = LazyLock::new(|| {
         r"{NOW_MS}
 {EXPECTED}
 local plan, prefix, lease = ARGV[4], ARGV[6], tonumber(ARGV[7])
+local owner_keys = {{}}
+for i = 7, #KEYS do owner_keys[i - 6] = KEYS[i] end
+local entries = {{}}
+if #owner_keys > 0 then entries = redis.call('MGET', unpack(owner_keys)) end
 local taken_over = {{}}
 for i = 7, #KEYS do
-  local value = redis.call('GET', KEYS[i])
+  local value = entries[i - 6]
   if value then
     local owner, rest = string.match(value, '^([^:]+):(.*)$')
     if owner ~= plan then
@@ -1419,15 +1428,24 @@ if ARGV[1] == 'absent' then
   redis.call('ZADD', KEYS[5], now, plan)
 end
 {store_plan}
-local entry = plan .. ':' .. new_version
-for i = 7, #KEYS do redis.call('SET', KEYS[i], entry) end
+if #owner_keys > 0 then
+  local confirmed = plan .. ':' .. new_version
+  local settled = {{}}
+  for _, key in ipairs(owner_keys) do
+    table.insert(settled, key)
+    table.insert(settled, confirmed)
+  end
+  redis.call('MSET', unpack(settled))
+end
 local answer = {{new_version, #taken_over / 2}}
 for _, v in ipairs(taken_over) do table.insert(answer, v) end
 {RELEASE_FN}
 if #dropped > {KEYS_PER_SCRIPT} then
   for _, id in ipairs(dropped) do table.insert(answer, id) end
 else
-  for _, id in ipairs(dropped) do release(prefix .. ':obj:{{' .. id .. '}}', new_version) end
+  local keys = {{}}
+  for _, id in ipairs(dropped) do table.insert(keys, prefix .. ':obj:{{' .. id .. '}}') end
+  release(keys, new_version)
 end
 local org_order = '{{' .. prefix .. ':plans}}:order:org:'
 local previous_org = live and current[4] or nil
@@ -1459,7 +1477,9 @@ local answer = {{new_version}}
 if #ids > {KEYS_PER_SCRIPT} then
   for _, id in ipairs(ids) do table.insert(answer, id) end
 else
-  for _, id in ipairs(ids) do release(prefix .. ':obj:{{' .. id .. '}}', new_version) end
+  local keys = {{}}
+  for _, id in ipairs(ids) do table.insert(keys, prefix .. ':obj:{{' .. id .. '}}') end
+  release(keys, new_version)
 end
 local org, seq = current[3], tonumber(current[4])
 if org and seq then
