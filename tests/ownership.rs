@@ -5,7 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use plan::store::{Expected, PlanReader, PlanWriter, WriteError};
+use plan::ObjectId;
+use plan::store::{Expected, PlanReader, PlanWrite, PlanWriter, WriteError};
 use plan_e2e::raw_redis::{RawRedis, raw};
 use plan_e2e::{plan_service, redis_config, service_var, set_org, tag, unique_plan, write_of};
 use plan_store::{RedisConfig, RedisStore};
@@ -233,17 +234,27 @@ async fn forward(client: tokio::net::TcpStream, server: tokio::net::TcpStream, a
 /// confirms its claims. Past the lease another plan asks for one of A's ids: refused (409),
 /// because A's id set lists it, and A's nested object is still A's. The reindex walk then confirms
 /// A's entries.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_commit_reply_never_gives_an_id_a_second_owner() {
-    let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
+/// What a test of a lost reply starts from: plan A's create ran in Redis, but its reply was lost on
+/// the way back through a [`LosingProxy`] (A's writer goes in steps or at once).
+struct LostReply {
+    a: PlanWrite,
+    /// A nested id of A (its plan cost shares), for another plan to ask for.
+    shared: ObjectId,
+    /// A store that reaches Redis directly, with the same lease.
+    direct: RedisStore,
+    raw: RawRedis,
+    prefix: String,
+}
+
+async fn lose_the_reply_of_a_create(url: &str, stepwise: bool, lease: Duration) -> LostReply {
     let upstream = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
     let proxy = LosingProxy::start(upstream).await;
-    let lease = Duration::from_millis(1_500);
+    let window = lease / 2;
     let mut config = redis_config(vec![format!("redis://127.0.0.1:{}", proxy.port)], false);
-    let through_proxy = RedisStore::new(&config).unwrap().with_lease(lease, Duration::from_millis(700)).stepwise();
-    config.urls = vec![url.clone()];
-    let direct = RedisStore::new(&config).unwrap().with_lease(lease, Duration::from_millis(700));
-    let mut raw = raw(&url, false).await;
+    let through_proxy = RedisStore::new(&config).unwrap().with_lease(lease, window);
+    let through_proxy = if stepwise { through_proxy.stepwise() } else { through_proxy };
+    config.urls = vec![url.to_owned()];
+    let direct = RedisStore::new(&config).unwrap().with_lease(lease, window);
 
     // A first write loads every script, so the armed command is the COMMIT itself, not a NOSCRIPT.
     through_proxy.commit(write_of(org_plan("a.example"), Expected::Absent)).await.unwrap();
@@ -253,7 +264,15 @@ async fn a_lost_commit_reply_never_gives_an_id_a_second_owner() {
     let lost = through_proxy.commit(a.clone()).await;
     assert!(matches!(lost, Err(WriteError::Store(_))), "the writer never heard back: {lost:?}");
     assert_eq!(direct.plan(&a.id).await.unwrap().map(|p| p.version), Some(1), "yet Redis committed the plan");
-    let owner_key = format!("{}:obj:{{{shared}}}", config.key_prefix);
+    LostReply { a, shared, direct, raw: raw(url, false).await, prefix: config.key_prefix }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_commit_reply_never_gives_an_id_a_second_owner() {
+    let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
+    let lease = Duration::from_millis(1_500);
+    let LostReply { a, shared, direct, mut raw, prefix } = lose_the_reply_of_a_create(&url, true, lease).await;
+    let owner_key = format!("{prefix}:obj:{{{shared}}}");
     let entry = raw.get(&owner_key).await.unwrap();
     assert!(entry.starts_with(&format!("{}:0:", a.id)), "the claim was never confirmed: {entry}");
 
@@ -265,7 +284,7 @@ async fn a_lost_commit_reply_never_gives_an_id_a_second_owner() {
         other => panic!("another plan got an id of a committed plan: {other:?}"),
     }
     assert_eq!(direct.owner(&shared).await.unwrap(), Some(a.id.clone()), "GET of the object still finds A");
-    eprintln!("lost COMMIT reply: {lost:?}; entry left {entry}; another plan's claim past the lease: IdTaken");
+    eprintln!("lost COMMIT reply; entry left {entry}; another plan's claim past the lease: IdTaken");
 
     // The walk confirms what the lost reply left pending.
     let report = plan::jobs::sweep(&direct, &direct, &plan_e2e::RecordingPublisher::default()).await.unwrap();
@@ -279,23 +298,9 @@ async fn a_lost_commit_reply_never_gives_an_id_a_second_owner() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_reply_of_a_write_made_at_once_leaves_every_entry_confirmed() {
     let Some(url) = service_var("PLAN_TEST_REDIS_URL") else { return };
-    let upstream = url.trim_start_matches("redis://").trim_end_matches('/').to_owned();
-    let proxy = LosingProxy::start(upstream).await;
-    let mut config = redis_config(vec![format!("redis://127.0.0.1:{}", proxy.port)], false);
-    let through_proxy = RedisStore::new(&config).unwrap();
-    config.urls = vec![url.clone()];
-    let direct = RedisStore::new(&config).unwrap();
-    let mut raw = raw(&url, false).await;
-
-    through_proxy.commit(write_of(org_plan("a.example"), Expected::Absent)).await.unwrap();
-    let a = write_of(org_plan("a.example"), Expected::Absent);
-    let shared = a.object_ids.iter().find(|id| id.as_str().starts_with("1234vxc2324sdf")).unwrap().clone();
-    proxy.arm(&format!(":plan:{{{}}}", a.id));
-    let lost = through_proxy.commit(a.clone()).await;
-    assert!(matches!(lost, Err(WriteError::Store(_))), "the writer never heard back: {lost:?}");
-    assert_eq!(direct.plan(&a.id).await.unwrap().map(|p| p.version), Some(1), "yet Redis committed the plan");
+    let LostReply { a, shared, direct, mut raw, prefix } = lose_the_reply_of_a_create(&url, false, Duration::from_secs(30)).await;
     for id in &a.object_ids {
-        assert_eq!(raw.get(&format!("{}:obj:{{{id}}}", config.key_prefix)).await, Some(format!("{}:1", a.id)), "{id}");
+        assert_eq!(raw.get(&format!("{prefix}:obj:{{{id}}}")).await, Some(format!("{}:1", a.id)), "{id}");
     }
 
     let mut b_doc = org_plan("b.example");
