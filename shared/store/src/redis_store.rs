@@ -43,7 +43,7 @@
 //! by the rules above (free or this plan's; another plan's only when stale and not in the
 //! holder's id set), then commit, confirm every entry at the new version, release the dropped
 //! ids and update the listings, or refuse with nothing changed. A write of at most
-//! [`KEYS_PER_SCRIPT`] objectIds goes so (one round trip, no pending claim ever exists, so a lost
+//! [`KEYS_PER_SCRIPT`] objectIds goes so (one round trip; it leaves no pending claim, so a lost
 //! reply leaves nothing for the walk to confirm); a bigger one goes in the steps, so that no
 //! script holds Redis for more than that many entries, and a delete releases its ids in the same
 //! script up to that many. The two kinds of writer keep the invariant against each other: each
