@@ -99,8 +99,8 @@ pub enum Node<'a> {
     Service(&'a Service),
 }
 
-impl Node<'_> {
-    pub fn object_id(&self) -> &ObjectId {
+impl<'a> Node<'a> {
+    pub fn object_id(&self) -> &'a ObjectId {
         match self {
             Node::Plan(o) => &o.object_id,
             Node::CostShare(o) => &o.object_id,
@@ -118,7 +118,7 @@ impl Node<'_> {
         }
     }
 
-    pub fn org(&self) -> &str {
+    pub fn org(&self) -> &'a str {
         match self {
             Node::Plan(o) => &o.org,
             Node::CostShare(o) => &o.org,
@@ -148,32 +148,91 @@ pub struct Located<'a> {
 }
 
 impl Plan {
-    /// Every object of the plan, the plan first, in document order.
-    pub fn objects(&self) -> Vec<Located<'_>> {
-        let mut out = Vec::with_capacity(2 + 3 * self.linked_plan_services.len());
-        out.push(Located { pointer: String::new(), node: Node::Plan(self) });
-        out.push(Located { pointer: "/planCostShares".into(), node: Node::CostShare(&self.plan_cost_shares) });
-        for (i, service) in self.linked_plan_services.iter().enumerate() {
-            let at = format!("/linkedPlanServices/{i}");
-            out.push(Located { pointer: format!("{at}/linkedService"), node: Node::Service(&service.linked_service) });
-            out.push(Located { pointer: format!("{at}/planserviceCostShares"), node: Node::CostShare(&service.planservice_cost_shares) });
-            out.push(Located { pointer: at, node: Node::PlanService(service) });
+    /// Every object of the plan, the plan first, in document order: the plan, its plan cost
+    /// shares, then for each linked plan service its linked service, its cost shares and itself.
+    pub fn nodes(&self) -> impl Iterator<Item = Node<'_>> {
+        [Node::Plan(self), Node::CostShare(&self.plan_cost_shares)].into_iter().chain(self.linked_plan_services.iter().flat_map(
+            |service| {
+                [Node::Service(&service.linked_service), Node::CostShare(&service.planservice_cost_shares), Node::PlanService(service)]
+            },
+        ))
+    }
+
+    /// The JSON pointer of the `index`th object of [`Plan::nodes`].
+    pub fn pointer(index: usize) -> String {
+        match index {
+            0 => String::new(),
+            1 => "/planCostShares".to_owned(),
+            _ => {
+                let (service, part) = ((index - 2) / 3, (index - 2) % 3);
+                match part {
+                    0 => format!("/linkedPlanServices/{service}/linkedService"),
+                    1 => format!("/linkedPlanServices/{service}/planserviceCostShares"),
+                    _ => format!("/linkedPlanServices/{service}"),
+                }
+            }
         }
-        out
+    }
+
+    /// Every object of the plan with its JSON pointer, in the order of [`Plan::nodes`].
+    pub fn objects(&self) -> Vec<Located<'_>> {
+        self.nodes().enumerate().map(|(index, node)| Located { pointer: Self::pointer(index), node }).collect()
     }
 
     /// Every objectId of the plan, the plan's own first.
     pub fn object_ids(&self) -> Vec<ObjectId> {
-        self.objects().into_iter().map(|o| o.node.object_id().clone()).collect()
+        self.nodes().map(|node| node.object_id().clone()).collect()
     }
 
     /// The object with this id, with its subtree.
     pub fn find(&self, id: &ObjectId) -> Option<Node<'_>> {
-        self.objects().into_iter().map(|o| o.node).find(|n| n.object_id() == id)
+        self.nodes().find(|n| n.object_id() == id)
     }
 
     /// The canonical stored form: fields in a fixed order, numbers as written.
     pub fn to_json(&self) -> String {
         Node::Plan(self).to_json()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    /// The sample plan with `services` linked plan services, each with its own ids.
+    fn plan_with(services: usize) -> Plan {
+        let mut doc: Value = serde_json::from_str(include_str!("../../../examples/plan.json")).unwrap();
+        let template = doc["linkedPlanServices"][0].clone();
+        let copies: Vec<Value> = (0..services)
+            .map(|i| {
+                let mut service = template.clone();
+                service["objectId"] = json!(format!("ps-{i}"));
+                service["linkedService"]["objectId"] = json!(format!("svc-{i}"));
+                service["planserviceCostShares"]["objectId"] = json!(format!("pcs-{i}"));
+                service
+            })
+            .collect();
+        doc["linkedPlanServices"] = Value::Array(copies);
+        serde_json::from_value(doc).unwrap()
+    }
+
+    #[test]
+    fn every_pointer_names_its_object_and_the_walks_agree() {
+        for services in [0, 1, 3] {
+            let plan = plan_with(services);
+            let document = serde_json::to_value(&plan).unwrap();
+            let objects = plan.objects();
+            assert_eq!(objects.len(), 2 + 3 * services);
+            for object in &objects {
+                let at = document.pointer(&object.pointer).unwrap_or_else(|| panic!("{} resolves", object.pointer));
+                assert_eq!(at["objectId"].as_str(), Some(object.node.object_id().as_str()), "{}", object.pointer);
+                assert_eq!(plan.find(object.node.object_id()).map(|n| n.object_type()), Some(object.node.object_type()));
+            }
+            let ids: Vec<&ObjectId> = objects.iter().map(|o| o.node.object_id()).collect();
+            assert_eq!(plan.object_ids().iter().collect::<Vec<_>>(), ids, "object_ids follows nodes' order");
+            assert_eq!(ids.first().copied(), Some(&plan.object_id), "the plan's own id first");
+        }
     }
 }

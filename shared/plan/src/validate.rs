@@ -213,21 +213,21 @@ fn tree_rules(plan: &Plan) -> Violations {
     if let Err(message) = check_calendar_date(&plan.creation_date) {
         violations.push(Violation::new("/creationDate", message));
     }
-    let mut first_seen: HashMap<&str, &str> = HashMap::new();
-    let objects = plan.objects();
-    for object in &objects {
-        let id = object.node.object_id().as_str();
-        if let Some(first) = first_seen.insert(id, &object.pointer) {
+    // Pointers are built only for a violation: a valid plan allocates none.
+    let mut first_seen: HashMap<&str, usize> = HashMap::new();
+    for (index, node) in plan.nodes().enumerate() {
+        let id = node.object_id().as_str();
+        if let Some(first) = first_seen.insert(id, index) {
             violations.push(Violation::new(
-                format!("{}/objectId", object.pointer),
-                format!("objectId '{id}' is already used at '{first}'; every object needs its own id"),
+                format!("{}/objectId", Plan::pointer(index)),
+                format!("objectId '{id}' is already used at '{}'; every object needs its own id", Plan::pointer(first)),
             ));
             first_seen.insert(id, first);
         }
-        if object.node.org() != plan.org {
+        if node.org() != plan.org {
             violations.push(Violation::new(
-                format!("{}/_org", object.pointer),
-                format!("_org '{}' differs from the plan's _org '{}'", object.node.org(), plan.org),
+                format!("{}/_org", Plan::pointer(index)),
+                format!("_org '{}' differs from the plan's _org '{}'", node.org(), plan.org),
             ));
         }
     }
