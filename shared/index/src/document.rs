@@ -168,17 +168,24 @@ pub struct Unindexable {
     pub reason: String,
 }
 
-/// Every document of a plan at a version: the children in document order, the plan last (an
-/// adapter that writes in order makes the plan document the mark that the rest is written).
-pub fn documents(plan: &Plan, version: u64) -> Result<Vec<IndexDocument>, Unindexable> {
+/// Why [`documents`] refuses a plan, checked without building them (what an index that keeps no
+/// documents, the embedded one, needs to refuse the same plans).
+pub fn check_indexable(plan: &Plan) -> Result<(), Unindexable> {
     let unindexable = |reason: String| Unindexable { plan_id: plan.object_id.clone(), reason };
     if plan::validate::calendar_date(&plan.creation_date).is_none() {
         return Err(unindexable(format!("creationDate '{}' is not a calendar date", plan.creation_date)));
     }
     let mut seen = std::collections::HashSet::new();
-    if let Some(duplicate) = plan.object_ids().into_iter().find(|id| !seen.insert(id.clone())) {
+    if let Some(duplicate) = plan.nodes().map(|node| node.object_id()).find(|id| !seen.insert(*id)) {
         return Err(unindexable(format!("objectId '{duplicate}' appears twice")));
     }
+    Ok(())
+}
+
+/// Every document of a plan at a version: the children in document order, the plan last (an
+/// adapter that writes in order makes the plan document the mark that the rest is written).
+pub fn documents(plan: &Plan, version: u64) -> Result<Vec<IndexDocument>, Unindexable> {
+    check_indexable(plan)?;
     let plan_doc = plan.object_id.to_string();
     let base = |object_id: &ObjectId, object_type: ObjectType, org: &str, join: Join| DocSource {
         object_id: object_id.clone(),
@@ -410,5 +417,17 @@ mod tests {
         let mut plan = sample();
         plan.creation_date = "02-30-2017".into();
         assert!(documents(&plan, 1).unwrap_err().to_string().contains("02-30-2017"));
+        assert_eq!(check_indexable(&plan), documents(&plan, 1).map(drop));
+    }
+
+    #[test]
+    fn a_plan_with_one_object_id_twice_cannot_be_indexed() {
+        let mut plan = sample();
+        assert_eq!(check_indexable(&plan), Ok(()));
+        let twice = plan.linked_plan_services[0].linked_service.object_id.clone();
+        plan.plan_cost_shares.object_id = twice.clone();
+        let refused = documents(&plan, 1).unwrap_err();
+        assert_eq!(refused.reason, format!("objectId '{twice}' appears twice"));
+        assert_eq!(check_indexable(&plan), Err(refused), "the check refuses what documents refuses");
     }
 }

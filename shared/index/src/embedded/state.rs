@@ -108,7 +108,7 @@ impl State {
         let candidates = self.owner.get(&hash).into_iter().chain(self.more_owners.get(&hash).into_iter().flatten());
         candidates
             .filter_map(|&slot| self.slots.get(slot as usize)?.as_ref())
-            .filter(|slot| slot.plan.object_ids().contains(object_id))
+            .filter(|slot| slot.plan.nodes().any(|node| node.object_id() == object_id))
             .min_by(|a, b| a.plan.object_id.cmp(&b.plan.object_id))
     }
 
@@ -123,7 +123,7 @@ impl State {
         }
         match change {
             IndexChange::Upsert { plan, version } => {
-                if let Err(error) = document::documents(plan, *version) {
+                if let Err(error) = document::check_indexable(plan) {
                     return ChangeOutcome::Rejected(error.to_string());
                 }
                 let Some(day) = day_number(&plan.creation_date) else {
@@ -191,8 +191,8 @@ impl State {
         c.copay[i] = money(&plan.plan_cost_shares.copay);
         c.words[i] = self.plan_words.replace(c.words[i], &all_words);
         c.services[i] = self.service_rows.replace(c.services[i], &rows);
-        for id in plan.object_ids() {
-            let hash = id_hash(&id);
+        for node in plan.nodes() {
+            let hash = id_hash(node.object_id());
             match self.owner.get(&hash) {
                 None => {
                     self.owner.insert(hash, slot);
@@ -228,8 +228,8 @@ impl State {
     }
 
     fn forget_owners(&mut self, plan: &Plan, slot: u32) {
-        for id in plan.object_ids() {
-            let hash = id_hash(&id);
+        for node in plan.nodes() {
+            let hash = id_hash(node.object_id());
             if let Some(more) = self.more_owners.get_mut(&hash) {
                 more.retain(|&s| s != slot);
             }
