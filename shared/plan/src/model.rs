@@ -140,13 +140,6 @@ impl<'a> Node<'a> {
     }
 }
 
-/// A node and the JSON pointer where it sits in its plan.
-#[derive(Debug, Clone)]
-pub struct Located<'a> {
-    pub pointer: String,
-    pub node: Node<'a>,
-}
-
 impl Plan {
     /// Every object of the plan, the plan first, in document order: the plan, its plan cost
     /// shares, then for each linked plan service its linked service, its cost shares and itself.
@@ -172,11 +165,6 @@ impl Plan {
                 }
             }
         }
-    }
-
-    /// Every object of the plan with its JSON pointer, in the order of [`Plan::nodes`].
-    pub fn objects(&self) -> Vec<Located<'_>> {
-        self.nodes().enumerate().map(|(index, node)| Located { pointer: Self::pointer(index), node }).collect()
     }
 
     /// Every objectId of the plan, the plan's own first.
@@ -223,14 +211,15 @@ mod tests {
         for services in [0, 1, 3] {
             let plan = plan_with(services);
             let document = serde_json::to_value(&plan).unwrap();
-            let objects = plan.objects();
-            assert_eq!(objects.len(), 2 + 3 * services);
-            for object in &objects {
-                let at = document.pointer(&object.pointer).unwrap_or_else(|| panic!("{} resolves", object.pointer));
-                assert_eq!(at["objectId"].as_str(), Some(object.node.object_id().as_str()), "{}", object.pointer);
-                assert_eq!(plan.find(object.node.object_id()).map(|n| n.object_type()), Some(object.node.object_type()));
+            let nodes: Vec<Node<'_>> = plan.nodes().collect();
+            assert_eq!(nodes.len(), 2 + 3 * services);
+            for (index, node) in nodes.iter().enumerate() {
+                let pointer = Plan::pointer(index);
+                let at = document.pointer(&pointer).unwrap_or_else(|| panic!("{pointer} resolves"));
+                assert_eq!(at["objectId"].as_str(), Some(node.object_id().as_str()), "{pointer}");
+                assert_eq!(plan.find(node.object_id()).map(|n| n.object_type()), Some(node.object_type()));
             }
-            let ids: Vec<&ObjectId> = objects.iter().map(|o| o.node.object_id()).collect();
+            let ids: Vec<&ObjectId> = nodes.iter().map(|node| node.object_id()).collect();
             assert_eq!(plan.object_ids().iter().collect::<Vec<_>>(), ids, "object_ids follows nodes' order");
             assert_eq!(ids.first().copied(), Some(&plan.object_id), "the plan's own id first");
         }
