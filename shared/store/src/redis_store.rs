@@ -48,8 +48,8 @@
 //! script holds Redis for more than that many entries, and a delete releases its ids in the same
 //! script up to that many. The two kinds of writer keep the invariant against each other: each
 //! honours the other's entries by the same rules (a test races them). These scripts name the
-//! owner and listing keys they derive from the ids and the organisation inside the script, which
-//! only a standalone Redis allows.
+//! owner, id-set and listing keys they derive from the ids and the organisation inside the script,
+//! which only a standalone Redis allows, with Lua functions rendered from [`Keys`].
 //!
 //! Another plan may take an entry over only when it is stale: a confirmed entry, or a pending claim
 //! older than the lease L, *and* the holder's id set does not list the id; the takeover is a
@@ -967,6 +967,10 @@ impl Keys {
     }
 
     fn plan_ids(&self, id: &ObjectId) -> String {
+        self.plan_ids_raw(id.as_str())
+    }
+
+    fn plan_ids_raw(&self, id: &str) -> String {
         format!("{}:plan:{{{id}}}:ids", self.prefix)
     }
 
@@ -1004,6 +1008,28 @@ impl Keys {
     fn seq(&self) -> String {
         format!("{{{}:plans}}:seq", self.prefix)
     }
+}
+
+/// Lua functions naming the keys the at-once scripts derive inside themselves (`owner_key(id)`,
+/// `ids_key(plan)`, `org_order_key(org)`, from the script's local `prefix`), rendered from the
+/// [`Keys`] methods themselves so that the scripts and the client cannot disagree on a key.
+fn lua_key_functions() -> String {
+    // Render a method with marks for the prefix and its argument, then splice the Lua variables in.
+    const PREFIX: &str = "\u{1}";
+    const ARG: &str = "\u{2}";
+    let marked = Keys { prefix: PREFIX.to_owned() };
+    let lua = |key: String| {
+        let quoted = |part: &str| format!("'{part}'");
+        let with_arg: Vec<String> =
+            key.split(PREFIX).map(|piece| piece.split(ARG).map(quoted).collect::<Vec<_>>().join(" .. arg .. ")).collect();
+        with_arg.join(" .. prefix .. ")
+    };
+    format!(
+        "local function owner_key(arg) return {} end\nlocal function ids_key(arg) return {} end\nlocal function org_order_key(arg) return {} end\n",
+        lua(marked.owner_raw(ARG)),
+        lua(marked.plan_ids_raw(ARG)),
+        lua(marked.org_order(ARG)),
+    )
 }
 
 /// The shared connection: a reconnecting multiplexed connection, or a cluster connection that is
@@ -1179,6 +1205,27 @@ const RELEASE_FN: &str = "local function release(keys, version)
   return answers
 end
 ";
+
+/// What both at-once scripts use, given their locals `plan` and `prefix`: the key functions,
+/// `release`, and `release_ids(ids, version, answer)`, which releases the entries of the plan's
+/// `ids`, or appends them to `answer` for the writer to release in steps when there are more than
+/// one script takes.
+fn at_once_functions() -> String {
+    format!(
+        r"{keys}{RELEASE_FN}
+local function release_ids(ids, version, answer)
+  if #ids > {KEYS_PER_SCRIPT} then
+    for _, id in ipairs(ids) do table.insert(answer, id) end
+    return
+  end
+  local keys = {{}}
+  for _, id in ipairs(ids) do table.insert(keys, owner_key(id)) end
+  release(keys, version)
+end
+",
+        keys = lua_key_functions()
+    )
+}
 
 /// KEYS: sequence counter, walk registrations. ARGV: plan id. Takes the next creation sequence and
 /// registers the id for the walk at this node's time; answers {sequence, time}.
@@ -1398,6 +1445,7 @@ static COMMIT_AT_ONCE: LazyLock<Script> = LazyLock::new(|| {
         r"{NOW_MS}
 {EXPECTED}
 local plan, prefix, lease = ARGV[4], ARGV[6], tonumber(ARGV[7])
+{at_once}
 local owner_keys = {{}}
 for i = 7, #KEYS do owner_keys[i - 6] = KEYS[i] end
 local entries = {{}}
@@ -1413,7 +1461,7 @@ for i = 7, #KEYS do
       local confirmed = string.match(rest or '', '^%d+$')
       if not owner or not (claimed or confirmed)
         or (claimed and now - tonumber(claimed) <= lease)
-        or redis.call('SISMEMBER', prefix .. ':plan:{{' .. owner .. '}}:ids', id) == 1 then
+        or redis.call('SISMEMBER', ids_key(owner), id) == 1 then
         return {{0, 'taken', id}}
       end
       table.insert(taken_over, id)
@@ -1439,27 +1487,20 @@ if #owner_keys > 0 then
 end
 local answer = {{new_version, #taken_over / 2}}
 for _, v in ipairs(taken_over) do table.insert(answer, v) end
-{RELEASE_FN}
-if #dropped > {KEYS_PER_SCRIPT} then
-  for _, id in ipairs(dropped) do table.insert(answer, id) end
-else
-  local keys = {{}}
-  for _, id in ipairs(dropped) do table.insert(keys, prefix .. ':obj:{{' .. id .. '}}') end
-  release(keys, new_version)
-end
-local org_order = '{{' .. prefix .. ':plans}}:order:org:'
+release_ids(dropped, new_version, answer)
 local previous_org = live and current[4] or nil
 if not previous_org then
   redis.call('ZADD', KEYS[6], seq, plan)
-  redis.call('ZADD', org_order .. ARGV[5], seq, plan)
+  redis.call('ZADD', org_order_key(ARGV[5]), seq, plan)
 elseif previous_org ~= ARGV[5] then
-  local listed = org_order .. previous_org
+  local listed = org_order_key(previous_org)
   if tonumber(redis.call('ZSCORE', listed, plan) or '') == tonumber(seq) then redis.call('ZREM', listed, plan) end
-  redis.call('ZADD', org_order .. ARGV[5], seq, plan)
+  redis.call('ZADD', org_order_key(ARGV[5]), seq, plan)
 end
 return answer
 ",
-        store_plan = store_plan()
+        store_plan = store_plan(),
+        at_once = at_once_functions()
     ))
 });
 
@@ -1472,24 +1513,19 @@ static DELETE_AT_ONCE: LazyLock<Script> = LazyLock::new(|| {
         r"{NOW_MS}
 {tombstone}
 local plan, prefix = ARGV[2], ARGV[3]
+{at_once}
 local answer = {{new_version}}
-{RELEASE_FN}
-if #ids > {KEYS_PER_SCRIPT} then
-  for _, id in ipairs(ids) do table.insert(answer, id) end
-else
-  local keys = {{}}
-  for _, id in ipairs(ids) do table.insert(keys, prefix .. ':obj:{{' .. id .. '}}') end
-  release(keys, new_version)
-end
+release_ids(ids, new_version, answer)
 local org, seq = current[3], tonumber(current[4])
 if org and seq then
-  for _, listed in ipairs({{KEYS[4], '{{' .. prefix .. ':plans}}:order:org:' .. org}}) do
+  for _, listed in ipairs({{KEYS[4], org_order_key(org)}}) do
     if tonumber(redis.call('ZSCORE', listed, plan) or '') == seq then redis.call('ZREM', listed, plan) end
   end
 end
 return answer
 ",
-        tombstone = tombstone()
+        tombstone = tombstone(),
+        at_once = at_once_functions()
     ))
 });
 
@@ -1532,6 +1568,16 @@ mod tests {
         assert_eq!(positions(&groups).concat(), (0..300).collect::<Vec<_>>(), "every key once, in order");
         assert!(groups.concat().iter().all(|(position, key)| keys.get(*position) == Some(key)));
         assert!(standalone.script_groups(Vec::new()).is_empty());
+    }
+
+    #[test]
+    fn the_scripts_name_keys_as_the_client_does() {
+        assert_eq!(
+            lua_key_functions(),
+            "local function owner_key(arg) return '' .. prefix .. ':obj:{' .. arg .. '}' end\n\
+             local function ids_key(arg) return '' .. prefix .. ':plan:{' .. arg .. '}:ids' end\n\
+             local function org_order_key(arg) return '{' .. prefix .. ':plans}:order:org:' .. arg .. '' end\n"
+        );
     }
 
     #[test]
