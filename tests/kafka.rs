@@ -198,3 +198,67 @@ async fn the_poller_finds_a_topic_created_after_it_started_at_once() {
     eprintln!("first record consumed {took:?} after the publish that created the topic");
     assert!(took < Duration::from_millis(1_500), "took {took:?}");
 }
+
+/// Records the size of every batch it is handed.
+#[derive(Default)]
+struct Batches(std::sync::Mutex<Vec<usize>>);
+
+#[async_trait::async_trait]
+impl plan_events::BatchHandler for Batches {
+    async fn handle(&self, event: aws_lambda_events::event::kafka::KafkaEvent) -> Result<(), plan_events::BatchError> {
+        self.0.lock().unwrap().push(plan_events::delivered_records(&event).len());
+        Ok(())
+    }
+}
+
+impl Batches {
+    async fn wait_for(&self, n: usize) {
+        let started = std::time::Instant::now();
+        let delivered = || self.0.lock().unwrap().iter().sum::<usize>();
+        while delivered() < n {
+            assert!(started.elapsed() < Duration::from_secs(10), "the poller delivered {} of {n}", delivered());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+/// The poller batches as the event source mapping does: a burst comes in batches of at most
+/// `BATCH_SIZE` records, and records published one at a time come together, one batch per window
+/// at most, rather than a fetch and a batch each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_poller_hands_over_batches_of_at_most_the_batch_size_once_per_window() {
+    use plan_events::poller::{BATCH_SIZE, BATCH_WINDOW};
+    let Some(bootstrap) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
+    let mut config = config(&bootstrap, &format!("batches-{}", tag()));
+    config.create_partitions = 1;
+    let publisher = KafkaPublisher::new(config.clone());
+    publisher.ensure_topic().await.unwrap();
+    let plan: plan::Plan = plan::validate::parse_plan(unique_plan(&tag())).unwrap();
+    let event = |version| ChangeEvent::upsert(plan.clone(), version, "");
+
+    let burst = 2 * BATCH_SIZE + 50;
+    futures_util::future::join_all((1..=burst as u64).map(|v| {
+        let (publisher, event) = (&publisher, event(v));
+        async move { publisher.publish(&event).await.unwrap() }
+    }))
+    .await;
+    let handler = std::sync::Arc::new(Batches::default());
+    let poller = tokio::spawn(plan_events::run_poller(config.clone(), handler.clone(), plan_events::Offsets::default()));
+    handler.wait_for(burst).await;
+    let sizes = std::mem::take(&mut *handler.0.lock().unwrap());
+    assert!(sizes.iter().all(|n| *n <= BATCH_SIZE), "batches of the burst: {sizes:?}");
+    assert!(sizes.len() >= 3, "batches of the burst: {sizes:?}");
+
+    let (singles, started) = (40_u64, std::time::Instant::now());
+    for v in 0..singles {
+        publisher.publish(&event(burst as u64 + 1 + v)).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let took = started.elapsed();
+    handler.wait_for(singles as usize).await;
+    poller.abort();
+    let sizes = handler.0.lock().unwrap().clone();
+    let windows = (took.as_millis() / BATCH_WINDOW.as_millis()) as usize;
+    eprintln!("{singles} records published one at a time over {took:?} came in {} batches: {sizes:?}", sizes.len());
+    assert!(sizes.len() <= windows + 2, "{} batches for {singles} records over {took:?} ({windows} windows): {sizes:?}", sizes.len());
+}

@@ -95,3 +95,24 @@ fn the_cargo_lambda_watch_router_lists_the_same_routes() {
     let from_router: BTreeMap<String, String> = Endpoint::ALL.iter().map(|e| (route_key(*e), e.function().to_owned())).collect();
     assert_eq!(from_watch, from_router, "cargo lambda watch router (left) differs from plan_http::Endpoint::ALL (right)");
 }
+
+/// The local poller plays the indexer's event source mapping, so its batches are no larger than
+/// the mapping's; its window is shorter on purpose (see `plan_events::poller::BATCH_WINDOW`).
+#[test]
+fn the_local_poller_batches_no_more_records_than_the_event_source_mapping() {
+    let functions = sam::functions(&sam::template());
+    let mappings: Vec<&serde_norway::Value> = functions
+        .iter()
+        .filter_map(|f| f.properties.get("Events").and_then(serde_norway::Value::as_mapping))
+        .flat_map(|events| events.values())
+        .filter(|event| untag(&event["Type"]).as_str() == Some("MSK"))
+        .collect();
+    assert_eq!(mappings.len(), 1, "one MSK event source (the indexer's)");
+    let batch_size = untag(&mappings[0]["Properties"]["BatchSize"]).as_u64().expect("BatchSize");
+    assert_eq!(batch_size, plan_events::poller::BATCH_SIZE as u64);
+    let window = untag(&mappings[0]["Properties"]["MaximumBatchingWindowInSeconds"]).as_u64().expect("MaximumBatchingWindowInSeconds");
+    assert!(
+        plan_events::poller::BATCH_WINDOW <= std::time::Duration::from_secs(window),
+        "the local window is no longer than the deployed one"
+    );
+}

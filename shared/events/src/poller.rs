@@ -1,6 +1,7 @@
 //! The local stand-in for the MSK event source mapping: consumes the topic, calls the same batch
-//! handler as the indexer Lambda with MSK-shaped batches, and commits a partition's offset only
-//! after the handler succeeded. A failed batch is retried, never skipped (the handler itself
+//! handler as the indexer Lambda with MSK-shaped batches of at most [`BATCH_SIZE`] records,
+//! gathered for up to [`BATCH_WINDOW`], and commits a partition's offset only after the handler
+//! succeeded. A failed batch is retried, never skipped (the handler itself
 //! reports and skips poison records). Offsets live in this process: a restarted poller replays
 //! the topic from the start, which the index absorbs because every document carries its plan
 //! version as an external version.
@@ -21,6 +22,15 @@ const MAX_FETCH_BYTES: i32 = 1024 * 1024;
 /// How long a fetch waits for new records on the broker. Kafka answers a waiting fetch as soon as
 /// a record arrives; tansu only at the end of the wait, so this bounds the local latency.
 const MAX_WAIT_MS: i32 = 20;
+
+/// Records per batch at most, as the mapping's `BatchSize` in template.yaml (a test keeps the two
+/// equal).
+pub const BATCH_SIZE: usize = 100;
+/// A partition is fetched at most once per window, so that the records a busy topic receives
+/// meanwhile come in one batch rather than one fetch each: the mapping gathers records in the same
+/// way, for up to `MaximumBatchingWindowInSeconds` (1 s in template.yaml; 500 ms by default).
+/// Locally the window is shorter, so that the index follows a write within a fraction of a second.
+pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
 
 /// The committed offset of each partition: where the next batch starts.
 #[derive(Debug, Default, Clone)]
@@ -107,6 +117,7 @@ async fn poll_partition(
         None => partition_client.get_offset(OffsetAt::Earliest).await?,
     };
     loop {
+        let window = tokio::time::Instant::now() + BATCH_WINDOW;
         let records = match partition_client.fetch_records(next, 1..MAX_FETCH_BYTES, MAX_WAIT_MS).await {
             Ok((records, _high_watermark)) => records,
             // Like auto.offset.reset=earliest: the log was truncated (retention) or the topic
@@ -119,7 +130,7 @@ async fn poll_partition(
             }
             Err(error) => return Err(error),
         };
-        let batch: Vec<ConsumedRecord> = records
+        let fetched: Vec<ConsumedRecord> = records
             .into_iter()
             .filter(|r| r.offset >= next)
             .map(|r| ConsumedRecord {
@@ -132,15 +143,22 @@ async fn poll_partition(
                 headers: r.record.headers.into_iter().collect(),
             })
             .collect();
-        let Some(last) = batch.last().map(|r| r.offset) else { continue };
-        let event = msk_event(&batch, "arn:local:poller");
-        let mut delay = Duration::from_millis(50);
-        while let Err(error) = handler.handle(event.clone()).await {
-            tracing::warn!(partition, %error, "batch failed; retrying before committing");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+        if fetched.is_empty() {
+            continue;
         }
-        next = last + 1;
-        offsets.commit(partition, next);
+        for batch in fetched.chunks(BATCH_SIZE) {
+            let Some(last) = batch.last().map(|r| r.offset) else { continue };
+            let event = msk_event(batch, "arn:local:poller");
+            let mut delay = Duration::from_millis(50);
+            while let Err(error) = handler.handle(event.clone()).await {
+                tracing::warn!(partition, %error, "batch failed; retrying before committing");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+            next = last + 1;
+            offsets.commit(partition, next);
+        }
+        // What arrives meanwhile waits for the next window's fetch.
+        tokio::time::sleep_until(window).await;
     }
 }
