@@ -212,6 +212,11 @@ impl plan_events::BatchHandler for Batches {
 }
 
 impl Batches {
+    fn take(&self) -> Vec<usize> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+
+    /// Until the batches handed over since the last `take` hold `n` records.
     async fn wait_for(&self, n: usize) {
         let started = std::time::Instant::now();
         let delivered = || self.0.lock().unwrap().iter().sum::<usize>();
@@ -223,10 +228,11 @@ impl Batches {
 }
 
 /// The poller batches as the event source mapping does: a burst comes in batches of at most
-/// `BATCH_SIZE` records, and records published one at a time come together, one batch per window
-/// at most, rather than a fetch and a batch each.
+/// `BATCH_SIZE` records; records that keep arriving faster than the partition is read come
+/// together, one batch per window at most, rather than a fetch and a batch each; and a lone record
+/// on a quiet partition is handed over at once, without waiting for a window.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_poller_hands_over_batches_of_at_most_the_batch_size_once_per_window() {
+async fn the_poller_hands_over_batches_of_at_most_the_batch_size_once_per_window_while_busy() {
     use plan_events::poller::{BATCH_SIZE, BATCH_WINDOW};
     let Some(bootstrap) = service_var("PLAN_TEST_KAFKA_BOOTSTRAP_SERVERS") else { return };
     let mut config = config(&bootstrap, &format!("batches-{}", tag()));
@@ -234,31 +240,53 @@ async fn the_poller_hands_over_batches_of_at_most_the_batch_size_once_per_window
     let publisher = KafkaPublisher::new(config.clone());
     publisher.ensure_topic().await.unwrap();
     let plan: plan::Plan = plan::validate::parse_plan(unique_plan(&tag())).unwrap();
-    let event = |version| ChangeEvent::upsert(plan.clone(), version, "");
+    let mut version = 0;
+    let mut events = |n: usize| {
+        (0..n)
+            .map(|_| {
+                version += 1;
+                ChangeEvent::upsert(plan.clone(), version, "")
+            })
+            .collect::<Vec<_>>()
+    };
+    let publish_all = |events: Vec<ChangeEvent>| {
+        let publisher = &publisher;
+        futures_util::future::join_all(events.into_iter().map(move |event| async move { publisher.publish(&event).await.unwrap() }))
+    };
 
     let burst = 2 * BATCH_SIZE + 50;
-    futures_util::future::join_all((1..=burst as u64).map(|v| {
-        let (publisher, event) = (&publisher, event(v));
-        async move { publisher.publish(&event).await.unwrap() }
-    }))
-    .await;
+    publish_all(events(burst)).await;
     let handler = std::sync::Arc::new(Batches::default());
     let poller = tokio::spawn(plan_events::run_poller(config.clone(), handler.clone(), plan_events::Offsets::default()));
     handler.wait_for(burst).await;
-    let sizes = std::mem::take(&mut *handler.0.lock().unwrap());
+    let sizes = handler.take();
     assert!(sizes.iter().all(|n| *n <= BATCH_SIZE), "batches of the burst: {sizes:?}");
     assert!(sizes.len() >= 3, "batches of the burst: {sizes:?}");
 
-    let (singles, started) = (40_u64, std::time::Instant::now());
-    for v in 0..singles {
-        publisher.publish(&event(burst as u64 + 1 + v)).await.unwrap();
-        tokio::time::sleep(Duration::from_millis(5)).await;
+    // Ten rounds of 20 records, 20 ms apart: each round alone would be a fetch and a batch.
+    let (rounds, started) = (10, std::time::Instant::now());
+    for _ in 0..rounds {
+        publish_all(events(20)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let took = started.elapsed();
-    handler.wait_for(singles as usize).await;
-    poller.abort();
-    let sizes = handler.0.lock().unwrap().clone();
+    handler.wait_for(rounds * 20).await;
+    let sizes = handler.take();
     let windows = (took.as_millis() / BATCH_WINDOW.as_millis()) as usize;
-    eprintln!("{singles} records published one at a time over {took:?} came in {} batches: {sizes:?}", sizes.len());
-    assert!(sizes.len() <= windows + 2, "{} batches for {singles} records over {took:?} ({windows} windows): {sizes:?}", sizes.len());
+    eprintln!("{rounds} rounds of 20 records over {took:?} came in {} batches: {sizes:?}", sizes.len());
+    assert!(sizes.len() <= windows + 2, "{} batches for {rounds} rounds over {took:?} ({windows} windows): {sizes:?}", sizes.len());
+
+    // Then one record at a time, each published once the one before was handed over.
+    let mut waits = Vec::new();
+    for _ in 0..5 {
+        let started = std::time::Instant::now();
+        publish_all(events(1)).await;
+        handler.wait_for(1).await;
+        waits.push(started.elapsed());
+        handler.take();
+    }
+    poller.abort();
+    waits.sort();
+    eprintln!("a lone record handed over after {waits:?}");
+    assert!(waits[2] < BATCH_WINDOW / 2, "the median lone record waited {:?}: {waits:?}", waits[2]);
 }

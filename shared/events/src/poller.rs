@@ -26,10 +26,12 @@ const MAX_WAIT_MS: i32 = 20;
 /// Records per batch at most, as the mapping's `BatchSize` in template.yaml (a test keeps the two
 /// equal).
 pub const BATCH_SIZE: usize = 100;
-/// A partition is fetched at most once per window, so that the records a busy topic receives
-/// meanwhile come in one batch rather than one fetch each: the mapping gathers records in the same
-/// way, for up to `MaximumBatchingWindowInSeconds` (1 s in template.yaml; 500 ms by default).
-/// Locally the window is shorter, so that the index follows a write within a fraction of a second.
+/// While a partition receives records faster than it is read (a fetch brought more than one), it
+/// is fetched at most once per window, so that what arrives meanwhile comes in one batch rather
+/// than a fetch each: the mapping gathers records in the same way, for up to
+/// `MaximumBatchingWindowInSeconds` (1 s in template.yaml; 500 ms by default). A quiet partition's
+/// next record is fetched as soon as it comes, so that locally the index follows a lone write at
+/// once.
 pub const BATCH_WINDOW: Duration = Duration::from_millis(100);
 
 /// The committed offset of each partition: where the next batch starts.
@@ -158,7 +160,9 @@ async fn poll_partition(
             next = last + 1;
             offsets.commit(partition, next);
         }
-        // What arrives meanwhile waits for the next window's fetch.
-        tokio::time::sleep_until(window).await;
+        if fetched.len() > 1 {
+            // Busy: what arrives meanwhile waits for the next window's fetch.
+            tokio::time::sleep_until(window).await;
+        }
     }
 }
