@@ -1,7 +1,7 @@
 //! The local stand-in for the MSK event source mapping: consumes the topic, calls the same batch
-//! handler as the indexer Lambda with MSK-shaped batches of at most [`BATCH_SIZE`] records,
-//! gathered for up to [`BATCH_WINDOW`], and commits a partition's offset only after the handler
-//! succeeded. A failed batch is retried, never skipped (the handler itself
+//! handler as the indexer Lambda with MSK-shaped batches of at most [`BATCH_SIZE`] records (a busy
+//! partition's gathered for a [`BATCH_WINDOW`]), and commits a partition's offset only after the
+//! handler succeeded. A failed batch is retried, never skipped (the handler itself
 //! reports and skips poison records). Offsets live in this process: a restarted poller replays
 //! the topic from the start, which the index absorbs because every document carries its plan
 //! version as an external version.
