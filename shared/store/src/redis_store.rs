@@ -1264,11 +1264,12 @@ return answer
     )
 });
 
-/// KEYS: plan hash. Answers {seq, org, 1 if live else 0}; a tombstone keeps the seq and org.
+/// KEYS: plan hash. Answers {seq, org, 1 if live (it has an ETag) else 0}; a tombstone keeps the
+/// seq and org.
 static LISTED_AS: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local h = redis.call('HMGET', KEYS[1], 'seq', 'org', 'body')
+local h = redis.call('HMGET', KEYS[1], 'seq', 'org', 'etag')
 return {h[1], h[2], h[3] and 1 or 0}
 ",
     )
@@ -1333,8 +1334,10 @@ return 1
 // (the caller sets `new_version` and `seq`), `tombstone()` checks and deletes it.
 
 /// ARGV[1] ('absent' or a version) against the plan hash (KEYS[1]): defines `current` (version,
-/// body, seq, org), `version` and `live`, or answers {0}.
-const EXPECTED: &str = "local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'seq', 'org')
+/// etag, seq, org), `version` and `live`, or answers {0}. A plan is live while it has an ETag,
+/// which is written and deleted with its body: the body itself never enters Lua to be tested
+/// (Redis's Lua copies and hashes every string it is handed, a whole plan's bytes for a yes or no).
+const EXPECTED: &str = "local current = redis.call('HMGET', KEYS[1], 'version', 'etag', 'seq', 'org')
 local version = tonumber(current[1]) or 0
 local live = current[2] ~= false
 if ARGV[1] == 'absent' then
@@ -1375,11 +1378,11 @@ if #chunk > 0 then redis.call('SADD', KEYS[2], unpack(chunk)) end
 /// Deletes the plan (KEYS[1]) if it is live at version ARGV[1], or answers {0}: leaves a tombstone
 /// holding the version (so a re-created plan continues the sequence) and the plan's `seq` and
 /// `org` (so the walk can take a leftover listing entry out), puts the delete in the outbox and
-/// removes the id set (KEYS[2]). Defines `current` (version, body, org, seq), `new_version` and
-/// `ids`, the ids the plan held.
+/// removes the id set (KEYS[2]). Defines `current` (version, etag, org, seq; live while it has an
+/// ETag, as in `EXPECTED`), `new_version` and `ids`, the ids the plan held.
 fn tombstone() -> String {
     format!(
-        r"local current = redis.call('HMGET', KEYS[1], 'version', 'body', 'org', 'seq')
+        r"local current = redis.call('HMGET', KEYS[1], 'version', 'etag', 'org', 'seq')
 local version = tonumber(current[1]) or 0
 if current[2] == false or version ~= tonumber(ARGV[1]) then return {{0}} end
 local new_version, body = version + 1, false
